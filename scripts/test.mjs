@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// The README's test command (`npm test`) lands here after `scripts/setup.mjs`.
+// Runs every vitest project (the typecheck is one of the tests, see scripts/typecheck.test.ts),
+// writes vitest's JSON report, and ends with one plain line: `N passed, N failed`.
+import { spawnSync } from "node:child_process"
+import { readFileSync, rmSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..")
+const report = join(root, ".vitest-results.json")
+rmSync(report, { force: true })
+
+const vitest = join(root, "node_modules", ".bin", "vitest")
+const run = spawnSync(vitest, ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)], {
+  cwd: root,
+  stdio: "inherit"
+})
+
+let passed = 0
+let failed = 0
+try {
+  const json = JSON.parse(readFileSync(report, "utf8"))
+  passed = json.numPassedTests
+  failed = json.numFailedTests
+  // A file that fails to load has no tests but still fails the run.
+  failed += json.testResults.filter((r) => r.status === "failed" && r.assertionResults.length === 0).length
+} catch (e) {
+  console.error(`[test] no vitest JSON report (${e.message})`)
+  failed = Math.max(failed, 1)
+}
+console.log(`${passed} passed, ${failed} failed`)
+process.exit(run.status === 0 && failed === 0 && passed > 0 ? 0 : 1)
