@@ -1,0 +1,113 @@
+/**
+ * The typed errors of an MCP conversation. Every failure that reaches a Keel caller is one of these
+ * tagged classes, so callers match with `Effect.catchTag` and never see a raw `Error` or `DOMException`.
+ *
+ * | tag                     | when                                                                  |
+ * | ----------------------- | --------------------------------------------------------------------- |
+ * | `McpConnectError`       | spawning / connecting / initializing failed (carries the stderr tail) |
+ * | `McpTimeoutError`       | a request outlived its timeout (the request was cancelled)             |
+ * | `McpClosedError`        | the connection closed: child died, HTTP session broke, or we closed it |
+ * | `McpProtocolError`      | the server answered with a JSON-RPC error (carries the code)           |
+ * | `McpToolError`          | the tool ran and returned a result with `isError: true`                |
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/**
+ * Connecting to a server failed: the command is missing, the child exited before `initialize`, the URL
+ * refused the connection, or the handshake failed. `stderrTail` holds the last lines the child wrote.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class McpConnectError extends Schema.TaggedError<McpConnectError>()("McpConnectError", {
+  server: Schema.String,
+  message: Schema.String,
+  stderrTail: Schema.String
+}) {}
+
+/**
+ * A request did not complete within its timeout. The request was cancelled on the server
+ * (`notifications/cancelled`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class McpTimeoutError extends Schema.TaggedError<McpTimeoutError>()("McpTimeoutError", {
+  server: Schema.String,
+  method: Schema.String,
+  timeoutMs: Schema.Number,
+  message: Schema.String
+}) {}
+
+/**
+ * The connection is closed: the stdio child died, the HTTP server went away, or the client was closed.
+ * In-flight requests fail with this at once, not after their timeout.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class McpClosedError extends Schema.TaggedError<McpClosedError>()("McpClosedError", {
+  server: Schema.String,
+  method: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The server answered a request with a JSON-RPC error. `code` is the JSON-RPC error code
+ * (e.g. -32601 method not found, -32602 invalid params), or a transport-level problem mapped to
+ * -32603 (internal error) when the server's answer could not be read.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class McpProtocolError extends Schema.TaggedError<McpProtocolError>()("McpProtocolError", {
+  server: Schema.String,
+  method: Schema.String,
+  code: Schema.Number,
+  message: Schema.String,
+  data: Schema.optional(Schema.Unknown)
+}) {}
+
+/**
+ * The tool ran and reported failure: its result had `isError: true`. `content` is the result's content,
+ * `text` its text parts joined, for messages and logs.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class McpToolError extends Schema.TaggedError<McpToolError>()("McpToolError", {
+  server: Schema.String,
+  tool: Schema.String,
+  text: Schema.String,
+  content: Schema.Array(Schema.Unknown),
+  message: Schema.String
+}) {}
+
+/**
+ * Any error an MCP request can fail with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type McpError = McpConnectError | McpTimeoutError | McpClosedError | McpProtocolError | McpToolError
+
+/**
+ * The tags of {@link McpError}, e.g. for a circuit breaker's classifier.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type McpErrorTag = McpError["_tag"]
+
+/**
+ * Whether a value is one of Keel's MCP errors.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isMcpError = (u: unknown): u is McpError =>
+  typeof u === "object" && u !== null && "_tag" in u &&
+  (u._tag === "McpConnectError" || u._tag === "McpTimeoutError" || u._tag === "McpClosedError" ||
+    u._tag === "McpProtocolError" || u._tag === "McpToolError")
