@@ -1,0 +1,83 @@
+/**
+ * Serves the demo server over Streamable HTTP at `http://host:port/mcp`, one `Server` per MCP session.
+ */
+import { randomUUID } from "node:crypto"
+import { createServer, type Server as HttpServer } from "node:http"
+import type { AddressInfo } from "node:net"
+import { NodeStreamableHTTPServerTransport } from "@modelcontextprotocol/node"
+import { isInitializeRequest } from "@modelcontextprotocol/server"
+import { createDemoServer, type DemoState } from "./DemoServer.ts"
+
+/** A running HTTP demo server. */
+export interface DemoHttpServer {
+  readonly url: string
+  readonly http: HttpServer
+  readonly close: () => Promise<void>
+}
+
+/** Starts the HTTP transport on `state.options.host:port`. */
+export const serveHttp = async (state: DemoState): Promise<DemoHttpServer> => {
+  const transports = new Map<string, NodeStreamableHTTPServerTransport>()
+
+  const http = createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url ?? "/", "http://localhost")
+      if (url.pathname !== "/mcp") {
+        res.writeHead(404).end("not found")
+        return
+      }
+      const sessionId = req.headers["mcp-session-id"]
+      const existing = typeof sessionId === "string" ? transports.get(sessionId) : undefined
+      if (existing !== undefined) {
+        await existing.handleRequest(req, res)
+        return
+      }
+      if (req.method !== "POST") {
+        res.writeHead(400, { "content-type": "application/json" })
+          .end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message: "No valid session" }, id: null }))
+        return
+      }
+      const chunks: Array<Buffer> = []
+      for await (const chunk of req) chunks.push(chunk as Buffer)
+      const body: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"))
+      if (!isInitializeRequest(body)) {
+        res.writeHead(400, { "content-type": "application/json" })
+          .end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message: "No valid session" }, id: null }))
+        return
+      }
+      const transport: NodeStreamableHTTPServerTransport = new NodeStreamableHTTPServerTransport({
+        sessionIdGenerator: () => randomUUID(),
+        onsessioninitialized: (id) => {
+          transports.set(id, transport)
+        },
+        onsessionclosed: (id) => {
+          transports.delete(id)
+        }
+      })
+      const server = createDemoServer(state)
+      await server.connect(transport)
+      await transport.handleRequest(req, res, body)
+    } catch (error) {
+      if (!res.headersSent) {
+        res.writeHead(500, { "content-type": "application/json" })
+          .end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32603, message: String(error) }, id: null }))
+      }
+    }
+  })
+
+  await new Promise<void>((resolve, reject) => {
+    http.once("error", reject)
+    http.listen(state.options.port, state.options.host, () => resolve())
+  })
+  const { port } = http.address() as AddressInfo
+  const host = state.options.host.includes(":") ? `[${state.options.host}]` : state.options.host
+  return {
+    url: `http://${host}:${port}/mcp`,
+    http,
+    close: async () => {
+      for (const t of transports.values()) await t.close().catch(() => {})
+      http.closeAllConnections()
+      await new Promise<void>((resolve) => http.close(() => resolve()))
+    }
+  }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/**
+ * Entry point of the demo MCP server.
+ *
+ *   node packages/demo-server/src/main.ts                         # stdio
+ *   node packages/demo-server/src/main.ts --transport http        # Streamable HTTP on 127.0.0.1, any port
+ *   node packages/demo-server/src/main.ts --page-size 3 --startup-delay-ms 500
+ *
+ * Over HTTP it prints `KEEL_DEMO_LISTENING <url>` on stdout once it listens.
+ */
+import { StdioServerTransport } from "@modelcontextprotocol/server/stdio"
+import { createDemoServer, DemoState } from "./DemoServer.ts"
+import { serveHttp } from "./http.ts"
+import { parseOptions } from "./options.ts"
+
+/** The line an HTTP demo server prints once it listens; `launch.ts` waits for it. */
+export const LISTENING = "KEEL_DEMO_LISTENING"
+
+const main = async () => {
+  const options = parseOptions(process.argv.slice(2))
+  if (options.startupDelayMs > 0) await new Promise((r) => setTimeout(r, options.startupDelayMs))
+  if (options.exitAtStart !== undefined) {
+    process.stderr.write(`keel-demo: exiting at start with code ${options.exitAtStart} (--exit-at-start)\n`)
+    process.exit(options.exitAtStart)
+  }
+  const state = new DemoState(options)
+  if (options.transport === "stdio") {
+    const server = createDemoServer(state)
+    const transport = new StdioServerTransport()
+    // The parent closing stdin is the stdio way to say "stop".
+    process.stdin.once("end", () => process.exit(0))
+    await server.connect(transport)
+    process.stderr.write(`keel-demo: serving on stdio (pid ${process.pid})\n`)
+  } else {
+    const served = await serveHttp(state)
+    process.stdout.write(`${LISTENING} ${served.url}\n`)
+    const stop = () => {
+      served.close().finally(() => process.exit(0))
+    }
+    process.once("SIGTERM", stop)
+    process.once("SIGINT", stop)
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`keel-demo: ${error instanceof Error ? error.message : String(error)}\n`)
+  process.exit(2)
+})
