@@ -1,0 +1,552 @@
+/**
+ * `McpClient`: one live MCP session as a scoped Effect resource, over the official SDK v2
+ * (`@modelcontextprotocol/client` 2.4).
+ *
+ * - Connecting is scoped: closing the scope closes the session and ends the child process; interrupting
+ *   the connect leaves no child behind.
+ * - Every failure is a typed {@link McpError}; no raw `Error` or `DOMException` escapes.
+ * - A crashed server fails in-flight calls at once with `McpClosedError`, over stdio (the SDK sees the
+ *   pipe close) and over HTTP (Keel watches every response stream, which the SDK alone does not).
+ * - Interrupting a call cancels the request on the server (`notifications/cancelled`).
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { McpClient } from "@keel/core"
+ *
+ * const program = Effect.gen(function*() {
+ *   const client = yield* McpClient.connect("demo", { type: "stdio", command: "node", args: ["server.js"] })
+ *   const tools = yield* client.listTools()
+ *   const result = yield* client.callTool("echo", { message: "hi" }, { timeout: "2 seconds" })
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @since 0.1.0
+ */
+import {
+  Client,
+  type ClientOptions,
+  ProtocolError,
+  type RequestOptions,
+  SdkError,
+  SSEClientTransport,
+  StreamableHTTPClientTransport,
+  type Transport
+} from "@modelcontextprotocol/client"
+import type {
+  CallToolResult,
+  Implementation,
+  ListToolsResult,
+  Progress,
+  ServerCapabilities,
+  ServerNotification
+} from "@modelcontextprotocol/client"
+import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
+import { Context, Deferred, Duration, Effect, Layer, PubSub, Schema, type Scope, Stream } from "effect"
+import {
+  McpClosedError,
+  McpConnectError,
+  type McpError,
+  McpProtocolError,
+  McpTimeoutError,
+  McpToolError
+} from "./McpError.ts"
+import { type HttpServerConfig, revealAll, type ServerConfig, type SseServerConfig } from "./ServerConfig.ts"
+
+// ---------------------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * Client settings, with defaults:
+ *
+ * - `requestTimeout` (default 30 s): per-request timeout unless a call gives its own. The SDK's own default
+ *   is 60 s; a production caller wants to hear sooner.
+ * - `connectTimeout` (default 30 s): spawn + `initialize` must finish within it.
+ * - `clientName` / `clientVersion` (default `keel` / `0.1.0`): sent in `initialize`.
+ * - `stderrTailBytes` (default 4096): how much of a stdio child's stderr to keep for `McpConnectError`.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const McpClientSettings = Schema.Struct({
+  requestTimeout: Schema.DurationFromMillis.pipe(Schema.withDecodingDefaultKey(Effect.succeed(30_000))),
+  connectTimeout: Schema.DurationFromMillis.pipe(Schema.withDecodingDefaultKey(Effect.succeed(30_000))),
+  clientName: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed("keel"))),
+  clientVersion: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed("0.1.0"))),
+  stderrTailBytes: Schema.Int.pipe(Schema.withDecodingDefaultKey(Effect.succeed(4096)))
+})
+
+/** @since 0.1.0 @category config */
+export type McpClientSettings = typeof McpClientSettings.Type
+
+/** The default {@link McpClientSettings}. @since 0.1.0 @category config */
+export const defaultSettings: McpClientSettings = Schema.decodeUnknownSync(McpClientSettings)({})
+
+/**
+ * Options for {@link McpClient.connect}: settings, plus SDK hooks that are not data.
+ *
+ * - `sdkOptions`: passed to the SDK `Client` (capabilities, `responseCacheStore`, `cachePartition`, ...).
+ * - `setup`: called with the SDK `Client` before connecting, e.g. to register `elicitation/create`.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export interface ConnectOptions {
+  readonly settings?: Partial<McpClientSettings> | undefined
+  readonly sdkOptions?: ClientOptions | undefined
+  readonly setup?: ((client: Client) => void) | undefined
+}
+
+/**
+ * Per-call options.
+ *
+ * - `timeout`: overrides `requestTimeout` for this call.
+ * - `onProgress` + `resetTimeoutOnProgress`: each progress notification restarts the timeout...
+ * - `maxTotalTimeout`: ...up to this hard maximum.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallOptions {
+  readonly timeout?: Duration.Input | undefined
+  readonly onProgress?: ((progress: Progress) => void) | undefined
+  readonly resetTimeoutOnProgress?: boolean | undefined
+  readonly maxTotalTimeout?: Duration.Input | undefined
+}
+
+/**
+ * `listTools` options: `cacheMode` is the SDK's response cache mode. Keel's default is `bypass` (a live
+ * `tools/list`); caching belongs to `ToolCache`, which can also be plugged in as the SDK's store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ListToolsOptions extends CallOptions {
+  readonly cacheMode?: "use" | "refresh" | "bypass" | undefined
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The service
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * A connected MCP session.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface McpConnection {
+  /** The server's name in Keel (a config key), used in errors and metrics. */
+  readonly name: string
+  readonly config: ServerConfig
+  /** The stdio child's pid; `undefined` over HTTP. */
+  readonly pid: number | undefined
+  readonly serverInfo: Implementation
+  readonly capabilities: ServerCapabilities
+  readonly instructions: string | undefined
+  readonly protocolVersion: string | undefined
+  /** The SDK client underneath, for what Keel does not wrap. */
+  readonly sdk: Client
+  /** Every page of `tools/list`, aggregated (the SDK walks the cursors). */
+  readonly listTools: (options?: ListToolsOptions) => Effect.Effect<ListToolsResult, McpError>
+  /**
+   * Calls a tool. A result with `isError: true` fails with `McpToolError`; use
+   * {@link McpConnection.callToolResult} to get such results as values.
+   */
+  readonly callTool: (
+    name: string,
+    args?: Record<string, unknown>,
+    options?: CallOptions
+  ) => Effect.Effect<CallToolResult, McpError>
+  /** Calls a tool and returns its result whether or not `isError` is set. */
+  readonly callToolResult: (
+    name: string,
+    args?: Record<string, unknown>,
+    options?: CallOptions
+  ) => Effect.Effect<CallToolResult, Exclude<McpError, McpToolError>>
+  readonly ping: (options?: CallOptions) => Effect.Effect<void, McpError>
+  /** Server notifications (list changes, logging, progress, ...), from subscription on. */
+  readonly notifications: Stream.Stream<ServerNotification>
+  /** One element per `notifications/tools/list_changed`. */
+  readonly toolListChanged: Stream.Stream<void>
+  /** Whether the session is still open (cheap; safe on hot paths). */
+  readonly isOpen: () => boolean
+  /** Completes when the session closes, with the reason. */
+  readonly closed: Effect.Effect<string>
+}
+
+/**
+ * The `McpClient` service: one connected session. Build one with {@link McpClient.connect} (scoped) or
+ * {@link McpClient.layer}.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class McpClient extends Context.Service<McpClient, McpConnection>()("@keel/core/McpClient") {
+  /**
+   * Connects to a server; the session lives as long as the scope.
+   */
+  static readonly connect = (
+    name: string,
+    config: ServerConfig,
+    options?: ConnectOptions
+  ): Effect.Effect<McpConnection, McpConnectError, Scope.Scope> => make(name, config, options)
+
+  /** Same as {@link McpClient.connect}: the conventional name. */
+  static readonly make = McpClient.connect
+
+  /** A layer holding one connected session. */
+  static readonly layer = (
+    name: string,
+    config: ServerConfig,
+    options?: ConnectOptions
+  ): Layer.Layer<McpClient, McpConnectError> => Layer.effect(McpClient, make(name, config, options))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Error mapping
+// ---------------------------------------------------------------------------------------------------------
+
+const CLOSED_CODES = new Set(["CONNECTION_CLOSED", "NOT_CONNECTED", "SEND_FAILED", "ALREADY_CONNECTED"])
+
+const errorText = (e: unknown): string => {
+  if (e instanceof Error) {
+    const cause = (e as { cause?: unknown }).cause
+    return cause instanceof Error && cause.message !== e.message ? `${e.message}: ${cause.message}` : e.message
+  }
+  return String(e)
+}
+
+/** Whether an error thrown by `fetch` or a response stream means the server is gone. */
+const isNetworkFailure = (e: unknown): boolean => {
+  if (!(e instanceof Error) || e.name === "AbortError") return false
+  const text = errorText(e)
+  return /fetch failed|terminated|ECONNREFUSED|ECONNRESET|EPIPE|socket|other side closed|UND_ERR/i.test(text)
+}
+
+const mapRequestError = (server: string, method: string, timeoutMs: number, closedReason: () => string | undefined) =>
+(e: unknown): Exclude<McpError, McpToolError | McpConnectError> => {
+  if (e instanceof SdkError) {
+    if (e.code === "REQUEST_TIMEOUT") {
+      // The SDK reports a closed connection that races the timer as a timeout; trust the close.
+      const reason = closedReason()
+      if (reason !== undefined) return new McpClosedError({ server, method, message: reason })
+      return new McpTimeoutError({ server, method, timeoutMs, message: `${method} timed out after ${timeoutMs} ms` })
+    }
+    if (CLOSED_CODES.has(e.code)) {
+      return new McpClosedError({ server, method, message: closedReason() ?? errorText(e) })
+    }
+    const status = (e.data as { status?: unknown } | undefined)?.status
+    if (status === 404) return new McpClosedError({ server, method, message: `HTTP session gone: ${errorText(e)}` })
+    return new McpProtocolError({ server, method, code: -32603, message: errorText(e), data: { sdkCode: e.code } })
+  }
+  if (e instanceof ProtocolError) {
+    return new McpProtocolError({ server, method, code: e.code, message: e.message, data: e.data })
+  }
+  const reason = closedReason()
+  if (reason !== undefined || isNetworkFailure(e)) {
+    return new McpClosedError({ server, method, message: reason ?? errorText(e) })
+  }
+  return new McpProtocolError({ server, method, code: -32603, message: errorText(e) })
+}
+
+const toolErrorText = (result: CallToolResult): string =>
+  result.content
+    .map((c) => (c.type === "text" ? c.text : `[${c.type}]`))
+    .join("\n")
+
+// ---------------------------------------------------------------------------------------------------------
+// Transports
+// ---------------------------------------------------------------------------------------------------------
+
+/** A bounded tail of a child's stderr, for connect errors. */
+class StderrTail {
+  private text = ""
+  readonly limit: number
+  constructor(limit: number) {
+    this.limit = limit
+  }
+  push(chunk: string): void {
+    this.text = (this.text + chunk).slice(-this.limit)
+  }
+  get value(): string {
+    return this.text
+  }
+}
+
+interface Built {
+  readonly transport: Transport
+  readonly stderr: StderrTail
+  readonly pid: () => number | undefined
+}
+
+/**
+ * A `fetch` that gives each request its own AbortSignal (the SDK shares one, which leaks listeners under
+ * load) and reports a dead server: a refused connection or a response stream cut mid-way.
+ */
+const watchedFetch = (onBroken: (reason: string) => void): typeof fetch => async (input, init) => {
+  const shared = init?.signal ?? undefined
+  const own = new AbortController()
+  const onAbort = () => own.abort(shared?.reason)
+  if (shared) {
+    if (shared.aborted) own.abort(shared.reason)
+    else shared.addEventListener("abort", onAbort, { once: true })
+  }
+  const done = () => shared?.removeEventListener("abort", onAbort)
+  let response: Response
+  try {
+    response = await fetch(input, { ...init, signal: own.signal })
+  } catch (e) {
+    done()
+    if (!own.signal.aborted && isNetworkFailure(e)) onBroken(`server unreachable: ${errorText(e)}`)
+    throw e
+  }
+  const body = response.body
+  if (body === null) {
+    done()
+    return response
+  }
+  const reader = body.getReader()
+  const watched = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done: finished, value } = await reader.read()
+        if (finished) {
+          done()
+          controller.close()
+        } else {
+          controller.enqueue(value)
+        }
+      } catch (e) {
+        done()
+        if (!own.signal.aborted) onBroken(`connection lost: ${errorText(e)}`)
+        controller.error(e)
+      }
+    },
+    cancel(reason) {
+      done()
+      return reader.cancel(reason)
+    }
+  })
+  return new Response(watched, { status: response.status, statusText: response.statusText, headers: response.headers })
+}
+
+const httpInit = (config: HttpServerConfig | SseServerConfig): RequestInit => ({
+  headers: revealAll(config.headers)
+})
+
+const buildTransport = (config: ServerConfig, tailBytes: number, onBroken: (reason: string) => void): Built => {
+  const stderr = new StderrTail(tailBytes)
+  switch (config.type) {
+    case "stdio": {
+      const transport = new StdioClientTransport({
+        command: config.command,
+        args: [...(config.args ?? [])],
+        // The SDK adds its safe defaults (HOME, PATH, ...) only when `env` is absent.
+        ...(config.env !== undefined ? { env: { ...safeEnv(), ...revealAll(config.env) } } : {}),
+        ...(config.cwd !== undefined ? { cwd: config.cwd } : {}),
+        stderr: "pipe"
+      })
+      transport.stderr?.on("data", (d: Buffer) => stderr.push(d.toString("utf8")))
+      return { transport, stderr, pid: () => transport.pid ?? undefined }
+    }
+    case "http": {
+      const transport = new StreamableHTTPClientTransport(new URL(config.url), {
+        requestInit: httpInit(config),
+        fetch: watchedFetch(onBroken)
+      })
+      return { transport, stderr, pid: () => undefined }
+    }
+    case "sse": {
+      const init = httpInit(config)
+      const transport = new SSEClientTransport(new URL(config.url), {
+        requestInit: init,
+        eventSourceInit: { fetch: watchedFetch(onBroken) },
+        fetch: watchedFetch(onBroken)
+      })
+      return { transport, stderr, pid: () => undefined }
+    }
+  }
+}
+
+const SAFE_ENV = ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"]
+const safeEnv = (): Record<string, string> => {
+  const out: Record<string, string> = {}
+  for (const k of SAFE_ENV) {
+    const v = process.env[k]
+    if (v !== undefined && !v.startsWith("()")) out[k] = v
+  }
+  return out
+}
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// make
+// ---------------------------------------------------------------------------------------------------------
+
+const toMillis = (d: Duration.Input | undefined, fallback: number): number =>
+  d === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(d))
+
+const make = (
+  name: string,
+  config: ServerConfig,
+  options?: ConnectOptions
+): Effect.Effect<McpConnection, McpConnectError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const settings: McpClientSettings = { ...defaultSettings, ...options?.settings }
+    const requestTimeoutMs = Duration.toMillis(settings.requestTimeout)
+    const connectTimeoutMs = Duration.toMillis(settings.connectTimeout)
+    const pubsub = yield* PubSub.unbounded<ServerNotification>()
+    const closed = yield* Deferred.make<string>()
+    let closedReason: string | undefined
+    let client!: Client
+    const markClosed = (reason: string) => {
+      if (closedReason !== undefined) return
+      closedReason = reason
+      Deferred.doneUnsafe(closed, Effect.succeed(reason))
+    }
+    const onBroken = (reason: string) => {
+      if (closedReason !== undefined) return
+      markClosed(reason)
+      // Closing the SDK client rejects every pending request with CONNECTION_CLOSED at once.
+      client.close().catch(() => {})
+    }
+    const built = buildTransport(config, settings.stderrTailBytes, onBroken)
+
+    // Step 1 (uninterruptible, instant): create the client and register its release. Step 2 (connect) stays
+    // interruptible; if it is interrupted, the release below still closes the transport and the child.
+    client = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const c = new Client(
+          { name: settings.clientName, version: settings.clientVersion },
+          { capabilities: {}, ...options?.sdkOptions }
+        )
+        c.onclose = () => markClosed(closedReason ?? "connection closed")
+        c.fallbackNotificationHandler = async (n) => {
+          PubSub.publishUnsafe(pubsub, n as ServerNotification)
+        }
+        c.setNotificationHandler("notifications/tools/list_changed", (n) => {
+          PubSub.publishUnsafe(pubsub, n)
+        })
+        options?.setup?.(c)
+        return c
+      }),
+      (c) =>
+        Effect.promise(async () => {
+          markClosed("closed by client")
+          const pid = built.pid()
+          await Promise.race([
+            c.close().catch(() => {}).then(() => built.transport.close().catch(() => {})),
+            new Promise((r) => setTimeout(r, 5_000))
+          ])
+          if (pid !== undefined && isAlive(pid)) {
+            try {
+              process.kill(pid, "SIGKILL")
+            } catch {
+              // already gone
+            }
+          }
+        })
+    )
+
+    yield* Effect.tryPromise({
+      try: (signal) => client.connect(built.transport, { signal, timeout: connectTimeoutMs }),
+      catch: (e) => e
+    }).pipe(
+      Effect.catch((e) =>
+        Effect.gen(function*() {
+          // Give the child's last words on stderr a moment to arrive.
+          yield* Effect.sleep(50)
+          const text = e instanceof SdkError && e.code === "REQUEST_TIMEOUT"
+            ? `initialize timed out after ${connectTimeoutMs} ms`
+            : errorText(e)
+          return yield* new McpConnectError({
+            server: name,
+            message: `could not connect to ${name} (${config.type}): ${text}`,
+            stderrTail: built.stderr.value
+          })
+        })
+      )
+    )
+
+    const closedNow = () => closedReason
+    const closedError = (method: string) => new McpClosedError({ server: name, method, message: closedReason ?? "closed" })
+
+    const request = <A>(
+      method: string,
+      callOptions: CallOptions | undefined,
+      run: (opts: RequestOptions) => Promise<A>
+    ): Effect.Effect<A, Exclude<McpError, McpToolError | McpConnectError>> => {
+      const timeoutMs = toMillis(callOptions?.timeout, requestTimeoutMs)
+      const mapError = mapRequestError(name, method, timeoutMs, closedNow)
+      return Effect.suspend(() => {
+        if (closedReason !== undefined) return Effect.fail(closedError(method))
+        return Effect.tryPromise({
+          try: (signal) =>
+            run({
+              signal,
+              timeout: timeoutMs,
+              ...(callOptions?.onProgress !== undefined ? { onprogress: callOptions.onProgress } : {}),
+              ...(callOptions?.resetTimeoutOnProgress !== undefined
+                ? { resetTimeoutOnProgress: callOptions.resetTimeoutOnProgress }
+                : {}),
+              ...(callOptions?.maxTotalTimeout !== undefined
+                ? { maxTotalTimeout: toMillis(callOptions.maxTotalTimeout, timeoutMs) }
+                : {})
+            }),
+          catch: mapError
+        })
+      })
+    }
+
+    const callToolResult = (name_: string, args?: Record<string, unknown>, callOptions?: CallOptions) =>
+      request(
+        "tools/call",
+        callOptions,
+        (opts) => client.callTool({ name: name_, arguments: args ?? {} }, opts) as Promise<CallToolResult>
+      )
+
+    const connection: McpConnection = {
+      name,
+      config,
+      pid: built.pid(),
+      serverInfo: client.getServerVersion() ?? { name: "unknown", version: "unknown" },
+      capabilities: client.getServerCapabilities() ?? {},
+      instructions: client.getInstructions(),
+      protocolVersion: client.getNegotiatedProtocolVersion(),
+      sdk: client,
+      listTools: (opts) =>
+        request("tools/list", opts, (o) => client.listTools(undefined, { ...o, cacheMode: opts?.cacheMode ?? "bypass" })),
+      callToolResult,
+      callTool: (tool, args, callOptions) =>
+        Effect.flatMap(callToolResult(tool, args, callOptions), (result) =>
+          result.isError === true
+            ? Effect.fail(
+              new McpToolError({
+                server: name,
+                tool,
+                text: toolErrorText(result),
+                content: result.content,
+                message: `tool ${tool} on ${name} returned an error: ${toolErrorText(result).slice(0, 200)}`
+              })
+            )
+            : Effect.succeed(result)),
+      ping: (callOptions) => Effect.asVoid(request("ping", callOptions, (o) => client.ping(o))),
+      notifications: Stream.fromPubSub(pubsub),
+      toolListChanged: Stream.fromPubSub(pubsub).pipe(
+        Stream.filter((n) => n.method === "notifications/tools/list_changed"),
+        Stream.map(() => undefined)
+      ),
+      isOpen: () => closedReason === undefined,
+      closed: Deferred.await(closed)
+    }
+    return connection
+  })

@@ -1,0 +1,173 @@
+/**
+ * How to reach one MCP server: a Schema union of the three transports. Decoding names the bad field, and
+ * values that may be secrets (env values, header values) become `Redacted`, so they never reach a log,
+ * an error message or a metric label.
+ *
+ * ```ts
+ * import { ServerConfig } from "@keel/core"
+ *
+ * const github = ServerConfig.decode({
+ *   type: "stdio",
+ *   command: "node",
+ *   args: ["server.js"],
+ *   env: { GITHUB_TOKEN: process.env.GITHUB_TOKEN }
+ * }) // Effect<ServerConfig, McpConfigError>
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Effect, Redacted, Schema, SchemaIssue } from "effect"
+
+/** A map of secret strings (env values, header values), decoded from plain strings into `Redacted`. */
+const Secrets = Schema.Record(Schema.String, Schema.RedactedFromValue(Schema.String))
+
+/**
+ * A server started as a child process speaking MCP on stdin/stdout.
+ *
+ * - `command`: the executable (prefer `node <entry>` over `npx` for start-up time)
+ * - `args`: default `[]`
+ * - `env`: extra environment (values `Redacted`); the child also gets the SDK's safe defaults
+ *   (HOME, LOGNAME, PATH, SHELL, TERM, USER)
+ * - `cwd`: working directory, default: the parent's
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const StdioServerConfig = Schema.Struct({
+  type: Schema.Literal("stdio"),
+  command: Schema.NonEmptyString,
+  args: Schema.optionalKey(Schema.Array(Schema.String)),
+  env: Schema.optionalKey(Secrets),
+  cwd: Schema.optionalKey(Schema.NonEmptyString)
+})
+
+/** @since 0.1.0 @category models */
+export type StdioServerConfig = typeof StdioServerConfig.Type
+
+const HttpUrl = Schema.String.check(
+  Schema.makeFilter((s: string) => {
+    try {
+      const u = new globalThis.URL(s)
+      return u.protocol === "http:" || u.protocol === "https:" ? undefined : "must be an http(s) URL"
+    } catch {
+      return "must be an absolute URL"
+    }
+  })
+)
+
+/**
+ * A server reached over Streamable HTTP (MCP spec 2025-03-26 and later).
+ *
+ * - `url`: the MCP endpoint, e.g. `http://127.0.0.1:3000/mcp`
+ * - `headers`: sent on every request (values `Redacted`), e.g. `Authorization`
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const HttpServerConfig = Schema.Struct({
+  type: Schema.Literal("http"),
+  url: HttpUrl,
+  headers: Schema.optionalKey(Secrets)
+})
+
+/** @since 0.1.0 @category models */
+export type HttpServerConfig = typeof HttpServerConfig.Type
+
+/**
+ * A server reached over the legacy HTTP+SSE transport (spec 2024-11-05).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SseServerConfig = Schema.Struct({
+  type: Schema.Literal("sse"),
+  url: HttpUrl,
+  headers: Schema.optionalKey(Secrets)
+})
+
+/** @since 0.1.0 @category models */
+export type SseServerConfig = typeof SseServerConfig.Type
+
+/**
+ * Any server config; `type` picks the transport.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ServerConfig = Schema.Union([StdioServerConfig, HttpServerConfig, SseServerConfig])
+
+/** @since 0.1.0 @category models */
+export type ServerConfig = typeof ServerConfig.Type
+
+/** The config as written in JSON, before decoding (secrets as plain strings). */
+export type ServerConfigInput = typeof ServerConfig.Encoded
+
+/**
+ * A config failed to decode. `path` names the field (e.g. `servers.github.command`) and `message` says
+ * what is wrong with it. Values are never echoed, since they may be secrets.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class McpConfigError extends Schema.TaggedError<McpConfigError>()("McpConfigError", {
+  path: Schema.String,
+  message: Schema.String
+}) {}
+
+const formatIssue = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const formatPath = (prefix: string, path: ReadonlyArray<PropertyKey>): string =>
+  [prefix, ...path.map(String)].filter((s) => s.length > 0).join(".")
+
+/**
+ * Turns a Schema decoding error into an {@link McpConfigError} naming the first bad field. The issue's
+ * actual value is left out of the message: it may be a token.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const configError = (prefix: string, error: Schema.SchemaError): McpConfigError => {
+  const first = formatIssue(error.issue).issues[0]
+  return new McpConfigError({
+    path: formatPath(prefix, (first?.path ?? []).map((p) => (typeof p === "object" ? p.key : p))) || "(root)",
+    // "Expected string, got 42": drop the "got" part, the value may be a secret.
+    message: (first?.message ?? "invalid").replace(/, got [\s\S]*$/, "")
+  })
+}
+
+/**
+ * Decodes an unknown value as a {@link ServerConfig}; `prefix` is prepended to the failing path.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeServerConfig = (input: unknown, prefix = ""): Effect.Effect<ServerConfig, McpConfigError> => {
+  // Name the discriminator when it is the problem, instead of printing the whole union.
+  if (typeof input === "object" && input !== null && !Array.isArray(input)) {
+    const type = (input as { type?: unknown }).type
+    if (type !== "stdio" && type !== "http" && type !== "sse") {
+      return Effect.fail(new McpConfigError({
+        path: formatPath(prefix, ["type"]),
+        message: type === undefined ? "Missing key: expected \"stdio\", \"http\" or \"sse\"" : "Expected \"stdio\", \"http\" or \"sse\""
+      }))
+    }
+  }
+  return Schema.decodeUnknownEffect(ServerConfig)(input, { errors: "first" }).pipe(
+    Effect.mapError((e) => configError(prefix, e))
+  )
+}
+
+/**
+ * The transport label used by metrics (`network.transport` in the OpenTelemetry MCP conventions):
+ * `pipe` for stdio, `tcp` for HTTP and SSE.
+ *
+ * @since 0.1.0
+ */
+export const networkTransport = (config: ServerConfig): "pipe" | "tcp" => (config.type === "stdio" ? "pipe" : "tcp")
+
+/** Reveals a map of secrets for handing to the transport (never for logging). */
+export const revealAll = (secrets: { readonly [k: string]: Redacted.Redacted<string> } | undefined): Record<string, string> => {
+  const out: Record<string, string> = {}
+  if (secrets !== undefined) for (const k of Object.keys(secrets)) out[k] = Redacted.value(secrets[k]!)
+  return out
+}
