@@ -221,50 +221,70 @@ export interface KeyedCache<in out K, in out A> {
 // Metrics
 // -----------------------------------------------------------------------------
 
-/** @internal */
 const requestsMetric = Metric.counter("keel_cache_requests", {
   description: "Cache lookups by result (hit, miss, stale)",
   incremental: true
 })
-/** @internal */
 const loadsMetric = Metric.counter("keel_cache_loads", {
   description: "Cache lookups (fetches) by result (success, failure)",
   incremental: true
 })
-/** @internal */
 const evictionsMetric = Metric.counter("keel_cache_evictions", {
   description: "Entries removed from a cache, by reason (capacity, expired, invalidated)",
   incremental: true
 })
-/** @internal */
 const entriesMetric = Metric.gauge("keel_cache_entries", { description: "Entries held by a cache" })
-/** @internal */
 const hitRatioMetric = Metric.gauge("keel_cache_hit_ratio", {
   description: "Hits (fresh and stale) over requests since the cache was made"
 })
-/** @internal */
 const fetchDurationMetric = Metric.histogram("keel_cache_fetch_duration_seconds", {
   description: "Duration of cache lookups (fetches), successful or not",
   boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 })
 
-interface KeyMetrics {
-  readonly hit: Metric.Metric<number, unknown>
-  readonly miss: Metric.Metric<number, unknown>
-  readonly stale: Metric.Metric<number, unknown>
-  readonly loadOk: Metric.Metric<number, unknown>
-  readonly loadFailed: Metric.Metric<number, unknown>
+/**
+ * The metrics every cache reports into (add attributes with `Metric.withAttributes` to read one series,
+ * e.g. `Metric.value(Metric.withAttributes(metrics.requests, { cache: "tools", result: "hit" }))`).
+ *
+ * Counters and gauges are **callback series**: registered once per cache (and per key-attribute set)
+ * and read from the cache's own counters at scrape time. So a hit costs two integer increments, not a
+ * metric update, and no series can drift from the cache's state.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  requests: requestsMetric,
+  loads: loadsMetric,
+  evictions: evictionsMetric,
+  entries: entriesMetric,
+  hitRatio: hitRatioMetric,
+  fetchDuration: fetchDurationMetric
+} as const
+
+/** Counters of one key-attribute group (for a ToolCache: one server). */
+interface Group {
+  hits: number
+  staleHits: number
+  misses: number
+  loadOk: number
+  loadFailed: number
   readonly fetchDuration: Metric.Metric<number, unknown>
 }
 
-const makeKeyMetrics = (attributes: Readonly<Record<string, string>>): KeyMetrics => ({
-  hit: Metric.withAttributes(requestsMetric, { ...attributes, result: "hit" }),
-  miss: Metric.withAttributes(requestsMetric, { ...attributes, result: "miss" }),
-  stale: Metric.withAttributes(requestsMetric, { ...attributes, result: "stale" }),
-  loadOk: Metric.withAttributes(loadsMetric, { ...attributes, result: "success" }),
-  loadFailed: Metric.withAttributes(loadsMetric, { ...attributes, result: "failure" }),
-  fetchDuration: Metric.withAttributes(fetchDurationMetric, attributes)
-})
+const noop = (): void => {}
+
+const registerCounter = (
+  metric: Metric.Counter<number>,
+  attributes: Readonly<Record<string, string>>,
+  context: Context.Context<never>,
+  read: () => number
+): Metric.Registration =>
+  Metric.registerUnsafe(Metric.withAttributes(metric, attributes), context, {
+    get: () => ({ count: read(), incremental: true }),
+    update: noop,
+    modify: noop
+  })
 
 // -----------------------------------------------------------------------------
 // Implementation
@@ -276,7 +296,7 @@ interface Entry<A> {
   expiresAt: number
   /** Servable (stale) while `now < staleUntil`; `staleUntil >= expiresAt`. */
   staleUntil: number
-  metrics: KeyMetrics
+  group: Group
   refreshing: boolean
 }
 
@@ -320,50 +340,68 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
     let evictedExpired = 0
     let evictedInvalidated = 0
 
+    // Callback series: read at scrape time from the live state, so they cannot go stale, and a hit
+    // costs integer increments instead of metric updates.
     const baseAttributes = { cache: name }
-    const baseMetrics = makeKeyMetrics(baseAttributes)
-    const metricsByAttributes = new Map<string, KeyMetrics>()
-    const metricsFor: (key: K) => KeyMetrics = keyAttributes === undefined
-      ? () => baseMetrics
+    const registrations: Array<Metric.Registration> = []
+    const makeGroup = (attrs: Readonly<Record<string, string>>): Group => {
+      const g: Group = {
+        hits: 0,
+        staleHits: 0,
+        misses: 0,
+        loadOk: 0,
+        loadFailed: 0,
+        fetchDuration: Metric.withAttributes(fetchDurationMetric, attrs)
+      }
+      registrations.push(
+        registerCounter(requestsMetric, { ...attrs, result: "hit" }, context, () => g.hits),
+        registerCounter(requestsMetric, { ...attrs, result: "stale" }, context, () => g.staleHits),
+        registerCounter(requestsMetric, { ...attrs, result: "miss" }, context, () => g.misses),
+        registerCounter(loadsMetric, { ...attrs, result: "success" }, context, () => g.loadOk),
+        registerCounter(loadsMetric, { ...attrs, result: "failure" }, context, () => g.loadFailed)
+      )
+      return g
+    }
+    const baseGroup = makeGroup(baseAttributes)
+    const groups = new Map<string, Group>()
+    const groupFor: (key: K) => Group = keyAttributes === undefined
+      ? () => baseGroup
       : (key) => {
         const attrs = keyAttributes(key)
         const id = JSON.stringify(attrs)
-        let m = metricsByAttributes.get(id)
-        if (m === undefined) {
-          m = makeKeyMetrics({ ...attrs, ...baseAttributes })
-          metricsByAttributes.set(id, m)
+        let g = groups.get(id)
+        if (g === undefined) {
+          g = makeGroup({ ...attrs, ...baseAttributes })
+          groups.set(id, g)
         }
-        return m
+        return g
       }
-    const evictionCounters = {
-      capacity: Metric.withAttributes(evictionsMetric, { ...baseAttributes, reason: "capacity" }),
-      expired: Metric.withAttributes(evictionsMetric, { ...baseAttributes, reason: "expired" }),
-      invalidated: Metric.withAttributes(evictionsMetric, { ...baseAttributes, reason: "invalidated" })
-    }
-
-    // Callback gauges: read at scrape time from the live state, so they cannot go stale.
-    const entriesRegistration = Metric.registerUnsafe(Metric.withAttributes(entriesMetric, baseAttributes), context, {
-      get: () => ({ value: map.size }),
-      update: () => {},
-      modify: () => {}
-    })
-    const hitRatioRegistration = Metric.registerUnsafe(Metric.withAttributes(hitRatioMetric, baseAttributes), context, {
-      get: () => {
-        const requests = hits + staleHits + misses
-        return { value: requests === 0 ? 0 : (hits + staleHits) / requests }
-      },
-      update: () => {},
-      modify: () => {}
-    })
+    registrations.push(
+      registerCounter(evictionsMetric, { ...baseAttributes, reason: "capacity" }, context, () => evictedCapacity),
+      registerCounter(evictionsMetric, { ...baseAttributes, reason: "expired" }, context, () => evictedExpired),
+      registerCounter(evictionsMetric, { ...baseAttributes, reason: "invalidated" }, context, () => evictedInvalidated),
+      Metric.registerUnsafe(Metric.withAttributes(entriesMetric, baseAttributes), context, {
+        get: () => ({ value: map.size }),
+        update: noop,
+        modify: noop
+      }),
+      Metric.registerUnsafe(Metric.withAttributes(hitRatioMetric, baseAttributes), context, {
+        get: () => {
+          const requests = hits + staleHits + misses
+          return { value: requests === 0 ? 0 : (hits + staleHits) / requests }
+        },
+        update: noop,
+        modify: noop
+      })
+    )
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        entriesRegistration.remove()
-        hitRatioRegistration.remove()
+        for (const r of registrations) r.remove()
         for (const f of inflight.values()) f.detached = true
       })
     )
 
-    const removeEntry = (key: K, reason: EvictionReason, ctx: Context.Context<never>): void => {
+    const removeEntry = (key: K, reason: EvictionReason): void => {
       if (!map.delete(key)) return
       policy.onRemove(key)
       switch (reason) {
@@ -377,10 +415,9 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
           evictedInvalidated++
           break
       }
-      evictionCounters[reason].updateUnsafe(1, ctx)
     }
 
-    const write = (key: K, value: A, ttlMs: number, now: number, ctx: Context.Context<never>): void => {
+    const write = (key: K, value: A, ttlMs: number, now: number): void => {
       const expiresAt = now + Math.max(0, ttlMs)
       const staleUntil = expiresAt + swrMs
       const held = map.get(key)
@@ -397,10 +434,10 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
         const victim = policy.victim()
         if (victim === undefined || !map.has(victim)) break
         const v = map.get(victim)!
-        removeEntry(victim, v.staleUntil <= now ? "expired" : "capacity", ctx)
+        removeEntry(victim, v.staleUntil <= now ? "expired" : "capacity")
       }
       if (map.size >= capacity) return // a custom policy gave no usable victim: do not overfill
-      map.set(key, { value, expiresAt, staleUntil, metrics: metricsFor(key), refreshing: false })
+      map.set(key, { value, expiresAt, staleUntil, group: groupFor(key), refreshing: false })
       policy.onInsert(key)
     }
 
@@ -408,7 +445,7 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
     const startLoad = <E, R>(
       key: K,
       lookup: Effect.Effect<A, E, R>,
-      metrics: KeyMetrics,
+      group: Group,
       record: InFlight<A, E>
     ): Effect.Effect<unknown, never, R> =>
       Effect.withFiber((fiber) => {
@@ -416,17 +453,16 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
         const started = clock.currentTimeMillisUnsafe()
         const finish = (exit: Exit.Exit<A, E>) =>
           Effect.withFiber((f) => {
-            const ctx = f.context
             const now = clock.currentTimeMillisUnsafe()
-            metrics.fetchDuration.updateUnsafe((now - started) / 1000, ctx)
+            group.fetchDuration.updateUnsafe((now - started) / 1000, f.context)
             if (inflight.get(key) === record) inflight.delete(key)
             if (Exit.isSuccess(exit)) {
               loadSuccesses++
-              metrics.loadOk.updateUnsafe(1, ctx)
-              if (!record.detached) write(key, exit.value, ttlOf(exit.value, key), now, ctx)
+              group.loadOk++
+              if (!record.detached) write(key, exit.value, ttlOf(exit.value, key), now)
             } else {
               loadFailures++
-              metrics.loadFailed.updateUnsafe(1, ctx)
+              group.loadFailed++
             }
             const held = map.get(key)
             if (held !== undefined) held.refreshing = false
@@ -444,7 +480,7 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
           const record: InFlight<A, E> = { deferred: Deferred.makeUnsafe<A, E>(), detached: false }
           inflight.set(key, record)
           return Effect.andThen(
-            startLoad(key, lookup, metricsFor(key), record),
+            startLoad(key, lookup, groupFor(key), record),
             restore(Deferred.await(record.deferred))
           )
         })
@@ -456,7 +492,7 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
         const record: InFlight<A, E> = { deferred: Deferred.makeUnsafe<A, E>(), detached: false }
         inflight.set(key, record)
         entry.refreshing = true
-        return startLoad(key, lookup, entry.metrics, record)
+        return startLoad(key, lookup, entry.group, record)
       }))
 
     const get = <E, R>(key: K, lookup: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
@@ -466,22 +502,22 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
           const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
           if (now < entry.expiresAt) {
             hits++
+            entry.group.hits++
             policy.onAccess(key)
-            entry.metrics.hit.updateUnsafe(1, fiber.context)
             return Effect.succeed(entry.value)
           }
           if (now < entry.staleUntil) {
             staleHits++
+            entry.group.staleHits++
             policy.onAccess(key)
-            entry.metrics.stale.updateUnsafe(1, fiber.context)
             const value = entry.value
             if (entry.refreshing || inflight.has(key)) return Effect.succeed(value)
             return Effect.as(refreshInBackground(key, entry, lookup), value)
           }
-          removeEntry(key, "expired", fiber.context)
+          removeEntry(key, "expired")
         }
         misses++
-        metricsFor(key).miss.updateUnsafe(1, fiber.context)
+        groupFor(key).misses++
         return load(key, lookup)
       })
 
@@ -491,13 +527,13 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
         const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
         if (entry !== undefined && now < entry.expiresAt) {
           hits++
+          entry.group.hits++
           policy.onAccess(key)
-          entry.metrics.hit.updateUnsafe(1, fiber.context)
           return Effect.succeed(Option.some(entry.value))
         }
-        if (entry !== undefined && now >= entry.staleUntil) removeEntry(key, "expired", fiber.context)
+        if (entry !== undefined && now >= entry.staleUntil) removeEntry(key, "expired")
         misses++
-        metricsFor(key).miss.updateUnsafe(1, fiber.context)
+        groupFor(key).misses++
         return Effect.succeed(Option.none())
       })
 
@@ -505,7 +541,7 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
       Effect.withFiber<void>((fiber) => {
         const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
         const ttl = setOptions?.timeToLive !== undefined ? toMillis(setOptions.timeToLive) : ttlOf(value, key)
-        write(key, value, ttl, now, fiber.context)
+        write(key, value, ttl, now)
         return Effect.void
       })
 
@@ -518,7 +554,7 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
       })
 
     const invalidateWhere = (predicate: (key: K) => boolean) =>
-      Effect.withFiber<void>((fiber) => {
+      Effect.sync(() => {
         for (const [key, record] of inflight) {
           if (predicate(key)) {
             record.detached = true
@@ -526,20 +562,18 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
           }
         }
         for (const key of Array.from(map.keys())) {
-          if (predicate(key)) removeEntry(key, "invalidated", fiber.context)
+          if (predicate(key)) removeEntry(key, "invalidated")
         }
-        return Effect.void
       })
 
     const invalidate = (key: K) =>
-      Effect.withFiber<void>((fiber) => {
+      Effect.sync(() => {
         const record = inflight.get(key)
         if (record !== undefined) {
           record.detached = true
           inflight.delete(key)
         }
-        removeEntry(key, "invalidated", fiber.context)
-        return Effect.void
+        removeEntry(key, "invalidated")
       })
 
     const invalidateAll = invalidateWhere(() => true)
@@ -549,7 +583,7 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
       let dropped = 0
       for (const [key, entry] of Array.from(map)) {
         if (now >= entry.staleUntil) {
-          removeEntry(key, "expired", fiber.context)
+          removeEntry(key, "expired")
           dropped++
         }
       }
