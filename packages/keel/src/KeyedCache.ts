@@ -140,6 +140,12 @@ export interface Options<K, A> {
   readonly staleWhileRevalidate?: Duration.Input | undefined
   /** Drop expired entries this often, in a fiber owned by the cache's scope. Default: never (lazy only). */
   readonly sweepInterval?: Duration.Input | undefined
+  /**
+   * Where a loaded value is stored: its own key (the default), another key, or nowhere (`undefined`).
+   * The waiters get the value either way, and a detached (invalidated) load stores nothing. {@link ToolCache}
+   * uses it to store a `public` result fetched under a credential in the server's shared slot.
+   */
+  readonly storeAs?: ((value: A, key: K) => K | undefined) | undefined
   /** Extra metric attributes for a key (requests, loads, fetch duration). Must have bounded values. */
   readonly keyAttributes?: ((key: K) => Readonly<Record<string, string>>) | undefined
 }
@@ -202,6 +208,8 @@ export interface KeyedCache<in out K, in out A> {
   set(key: K, value: A, options?: { readonly timeToLive?: Duration.Input | undefined }): Effect.Effect<void>
   /** Whether a fresh entry is held for `key` (no stats, no policy touch). */
   has(key: K): Effect.Effect<boolean>
+  /** The fresh value for `key` if held, without counting a request or touching the policy. */
+  peek(key: K): Effect.Effect<Option.Option<A>>
   /** Drop `key` (reason `invalidated`) and detach any in-flight lookup for it, so its result is not stored. */
   invalidate(key: K): Effect.Effect<void>
   /** Drop every entry whose key satisfies `predicate` (O(n)). In-flight lookups of matching keys are detached. */
@@ -328,6 +336,7 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
       : ((ms) => () => ms)(toMillis(ttlOption))
     const swrMs = toMillis(options.staleWhileRevalidate ?? defaultConfig.staleWhileRevalidate)
     const keyAttributes = options.keyAttributes
+    const storeAs = options.storeAs
 
     const map = new Map<K, Entry<A>>()
     const inflight = new Map<K, InFlight<A, any>>()
@@ -459,7 +468,10 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
             if (Exit.isSuccess(exit)) {
               loadSuccesses++
               group.loadOk++
-              if (!record.detached) write(key, exit.value, ttlOf(exit.value, key), now)
+              if (!record.detached) {
+                const target = storeAs === undefined ? key : storeAs(exit.value, key)
+                if (target !== undefined) write(target, exit.value, ttlOf(exit.value, target), now)
+              }
             } else {
               loadFailures++
               group.loadFailed++
@@ -553,6 +565,16 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
         )
       })
 
+    const peek = (key: K) =>
+      Effect.withFiber<Option.Option<A>>((fiber) => {
+        const entry = map.get(key)
+        return Effect.succeed(
+          entry !== undefined && fiber.getRef(Clock.Clock).currentTimeMillisUnsafe() < entry.expiresAt
+            ? Option.some(entry.value)
+            : Option.none()
+        )
+      })
+
     const invalidateWhere = (predicate: (key: K) => boolean) =>
       Effect.sync(() => {
         for (const [key, record] of inflight) {
@@ -617,6 +639,7 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
       getOption,
       set,
       has,
+      peek,
       invalidate,
       invalidateWhere,
       invalidateAll,
@@ -640,14 +663,18 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
 export const fromConfig = <K, A>(
   name: string,
   config: KeyedCacheConfig,
-  extra?: Pick<Options<K, A>, "keyAttributes"> & { readonly timeToLive?: (value: A, key: K) => Duration.Input }
+  extra?: Pick<Options<K, A>, "keyAttributes" | "storeAs"> & {
+    readonly timeToLive?: (value: A, key: K) => Duration.Input
+    readonly policy?: EvictionPolicy.EvictionPolicyFactory | undefined
+  }
 ): Effect.Effect<KeyedCache<K, A>, never, Scope.Scope> =>
   make<K, A>({
     name,
     capacity: config.capacity,
-    policy: config.policy,
+    policy: extra?.policy ?? config.policy,
     timeToLive: extra?.timeToLive ?? config.timeToLive,
     staleWhileRevalidate: config.staleWhileRevalidate,
     sweepInterval: config.sweepInterval,
-    keyAttributes: extra?.keyAttributes
+    keyAttributes: extra?.keyAttributes,
+    storeAs: extra?.storeAs
   })
