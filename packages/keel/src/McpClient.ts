@@ -443,10 +443,15 @@ const make = (
         Effect.promise(async () => {
           markClosed("closed by client")
           const pid = built.pid()
+          // The SDK's stdio close waits up to 2 s for exit, then SIGTERM, then SIGKILL; bound it anyway.
+          let timer: ReturnType<typeof setTimeout> | undefined
           await Promise.race([
             c.close().catch(() => {}).then(() => built.transport.close().catch(() => {})),
-            new Promise((r) => setTimeout(r, 5_000))
+            new Promise((r) => {
+              timer = setTimeout(r, 5_000)
+            })
           ])
+          clearTimeout(timer)
           if (pid !== undefined && isAlive(pid)) {
             try {
               process.kill(pid, "SIGKILL")
