@@ -916,7 +916,8 @@ class BreakerCore {
         : { _tag: "CallRecorded", server: this.server, outcome: verdict, slow, durationMs: duration, at: now }
       this.publish(event)
     }
-    const s = this.status.ref.current
+    // timed transitions due before this completion come first (e.g. the HalfOpen max wait ran out)
+    const s = this.advance(now)
     if (s.generation !== generation) return // admitted in an earlier state: its outcome no longer applies
     const failure = verdict === "failure"
     if (s.state === "Closed" || s.state === "MetricsOnly") {
