@@ -143,7 +143,8 @@ export interface Options<K, A> {
   /**
    * Where a loaded value is stored: its own key (the default), another key, or nowhere (`undefined`).
    * The waiters get the value either way, and a detached (invalidated) load stores nothing. {@link ToolCache}
-   * uses it to store a `public` result fetched under a credential in the server's shared slot.
+   * uses it to store a `public` result fetched under a credential in the server's shared slot, and to
+   * deep-freeze each fetched list in place (it runs once per completed, non-detached load).
    */
   readonly storeAs?: ((value: A, key: K) => K | undefined) | undefined
   /** Extra metric attributes for a key (requests, loads, fetch duration). Must have bounded values. */

@@ -256,11 +256,14 @@ export const make = (options: ToolCacheOptions = {}): Effect.Effect<ToolCacheSha
       staleWhileRevalidate: options.staleWhileRevalidate ?? d.staleWhileRevalidate,
       sweepInterval: options.sweepInterval ?? d.sweepInterval,
       keyAttributes: (key) => ({ server: serverOf(key) }),
-      // A public result fetched under a credential goes to the server's shared slot.
-      storeAs: (result, key) => isCredentialKey(key) && scopeOf(result) === "public" ? sharedKey(serverOf(key)) : key
+      // Runs once per completed fetch, before the write: freeze the result (in place, so every waiter
+      // of that fetch gets the frozen object too), and send a public result fetched under a credential
+      // to the server's shared slot. Freezing here keeps the hit path free of a per-call `Effect.map`.
+      storeAs: (result, key) => {
+        deepFreeze(result)
+        return isCredentialKey(key) && scopeOf(result) === "public" ? sharedKey(serverOf(key)) : key
+      }
     })
-
-    const freeze = <E, R>(fetch: Effect.Effect<ListToolsResult, E, R>) => Effect.map(fetch, deepFreeze)
 
     const get = <E, R>(
       server: string,
@@ -270,13 +273,13 @@ export const make = (options: ToolCacheOptions = {}): Effect.Effect<ToolCacheSha
       const credential = options?.credential
       if (credential === undefined || credential === "") {
         // Single-tenant: one slot per server, whatever the scope.
-        return cache.get(sharedKey(server), freeze(fetch))
+        return cache.get(sharedKey(server), fetch)
       }
       return Effect.flatMap(cache.has(privateKey(server, credential)), (own) => {
-        if (own) return cache.get(privateKey(server, credential), freeze(fetch))
+        if (own) return cache.get(privateKey(server, credential), fetch)
         return Effect.flatMap(peekPublic(server), (shared) => {
           if (Option.isSome(shared)) return Effect.succeed(shared.value)
-          return cache.get(privateKey(server, credential), freeze(fetch))
+          return cache.get(privateKey(server, credential), fetch)
         })
       })
     }
