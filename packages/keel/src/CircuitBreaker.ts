@@ -852,20 +852,28 @@ class BreakerCore {
     return REJECTED
   }
 
-  rejection(): CircuitOpenError {
+  rejection(now: number): CircuitOpenError {
     const s = this.status.ref.current
     const state = s.state === "Open" || s.state === "HalfOpen" ? s.state : "ForcedOpen"
     const nextProbeAt = s.state === "Open" ? s.deadline : undefined
-    return new CircuitOpenError({
-      server: this.server,
-      state,
-      nextProbeAt,
-      message: state === "Open"
-        ? `circuit breaker for "${this.server}" is open; next probe at ${new Date(s.deadline).toISOString()}`
-        : state === "HalfOpen"
-        ? `circuit breaker for "${this.server}" is half-open and all probe slots are taken`
-        : `circuit breaker for "${this.server}" is forced open`
-    }, { disableChecks: true })
+    // A rejection's stack trace would only show the breaker's internals, and capturing it costs ~5 µs:
+    // build the error without one (as Effect does for its own internal errors).
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    try {
+      return new CircuitOpenError({
+        server: this.server,
+        state,
+        nextProbeAt,
+        message: state === "Open"
+          ? `circuit breaker for "${this.server}" is open; next probe in ${s.deadline - now} ms`
+          : state === "HalfOpen"
+          ? `circuit breaker for "${this.server}" is half-open and all probe slots are taken`
+          : `circuit breaker for "${this.server}" is forced open`
+      }, { disableChecks: true })
+    } finally {
+      Error.stackTraceLimit = limit
+    }
   }
 
   verdict(exit: Exit.Exit<unknown, unknown>): Verdict {
@@ -998,7 +1006,7 @@ class BreakerCore {
         })
       }
       if (generation === UNRECORDED) return restore(self)
-      return Effect.fail(this.rejection())
+      return Effect.fail(this.rejection(start))
     })
   }
 }
