@@ -9,8 +9,9 @@
  *   happen in a row, or — once the window holds `minimumNumberOfCalls` — when the failure rate reaches
  *   `failureRateThreshold` or the slow-call rate reaches `slowCallRateThreshold`.
  * - **Open** — calls fail fast with {@link CircuitOpenError}. The wait is a `Schedule` (fixed, or exponential
- *   with optional jitter and a cap) stepped once per consecutive opening, so a breaker that reopens waits
- *   longer. When the wait ends the breaker is **HalfOpen**, even if no call arrives: the state is computed
+ *   with optional jitter and a cap) stepped once per consecutive opening (a failed probe, or the half-open
+ *   max wait running out), so a breaker that reopens waits longer; closing resets it. The schedule must be
+ *   synchronous (the built-in ones are): it is stepped inside the breaker's synchronous state update. When the wait ends the breaker is **HalfOpen**, even if no call arrives: the state is computed
  *   from the `Clock` on every read, and a timer fiber publishes the transition.
  * - **HalfOpen** — exactly `permittedCallsInHalfOpen` probes are admitted (atomically, even under heavy
  *   contention). Any counted failure reopens; `successThresholdToClose` successful probes close. After
