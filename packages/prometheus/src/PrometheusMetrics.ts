@@ -1,0 +1,240 @@
+/**
+ * `PrometheusMetrics`: every Effect `Metric` of the program (Keel's and the application's own) exported
+ * through `@effect/opentelemetry` and `@opentelemetry/exporter-prometheus`, served at `/metrics`, plus a
+ * typed {@link MetricsSnapshot}. This is the seed's `NewPrometheusMetrics(manager, cache, pool)`,
+ * `Handler()` and `GetSnapshot()`: Keel's components need not be passed in, since they record into the
+ * program's metric registry, which this layer reads.
+ *
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { PrometheusMetrics } from "@keel/prometheus"
+ *
+ * const program = Effect.gen(function*() {
+ *   const metrics = yield* PrometheusMetrics
+ *   console.log(`scrape ${metrics.url}`)           // http://127.0.0.1:9464/metrics
+ *   const snapshot = yield* metrics.snapshot        // servers, tools, cache, pool
+ * }).pipe(Effect.provide(PrometheusMetrics.layer({ port: 9464 })))
+ * ```
+ *
+ * To send the same metrics elsewhere (OTLP, a periodic reader, several readers at once), use
+ * {@link PrometheusMetrics.layerReader} with any OpenTelemetry `MetricReader`: nothing in the core
+ * changes.
+ *
+ * @since 0.1.0
+ */
+import * as Resource from "@effect/opentelemetry/Resource"
+import * as McpMetrics from "@keel/core/McpMetrics"
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import type { MetricReader } from "@opentelemetry/sdk-metrics"
+import { Context, Effect, Layer, Metric, Schema } from "effect"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
+import * as MetricExport from "./MetricExport.ts"
+import { fromMetrics, type MetricsSnapshot } from "./MetricsSnapshot.ts"
+
+// ---------------------------------------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * The layer's settings, with defaults:
+ *
+ * - `host` (`127.0.0.1`): the interface `/metrics` listens on. Loopback by default: metrics name your
+ *   servers and tools, so exposing them beyond the machine is a choice to make explicitly.
+ * - `port` (9464, the registered Prometheus-exporter port): `0` picks a free port (read it back from
+ *   {@link PrometheusMetricsShape.port}).
+ * - `path` (`/metrics`): the scrape path; every other path answers 404.
+ * - `serve` (`true`): `false` starts no server; use {@link PrometheusMetricsShape.handler} in your own, or
+ *   {@link PrometheusMetricsShape.scrape}.
+ * - `serviceName` (`keel`), `serviceVersion` (`0.1.0`): the OpenTelemetry resource (the `target_info`
+ *   series).
+ * - `prefix` (empty): prepended to every metric name.
+ * - `withoutScopeInfo` (`true`): leaves out the `otel_scope_*` labels, which would repeat
+ *   `@effect/opentelemetry/Metrics` on every series.
+ * - `labelCap`: the cardinality caps of the tool-call metrics (see `McpMetrics.LabelCap`: 100 tools per
+ *   server, then `_other`).
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const PrometheusMetricsConfig = Schema.Struct({
+  host: Schema.NonEmptyString.pipe(Schema.withDecodingDefaultKey(Effect.succeed("127.0.0.1"))),
+  port: Schema.Port.pipe(Schema.withDecodingDefaultKey(Effect.succeed(9464))),
+  path: Schema.String.check(Schema.isStartingWith("/")).pipe(Schema.withDecodingDefaultKey(Effect.succeed("/metrics"))),
+  serve: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(true))),
+  serviceName: Schema.NonEmptyString.pipe(Schema.withDecodingDefaultKey(Effect.succeed("keel"))),
+  serviceVersion: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed("0.1.0"))),
+  prefix: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed(""))),
+  withoutScopeInfo: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(true))),
+  labelCap: McpMetrics.LabelCap.pipe(Schema.withDecodingDefaultKey(Effect.succeed({})))
+})
+
+/** @since 0.1.0 @category config */
+export type PrometheusMetricsConfig = typeof PrometheusMetricsConfig.Type
+
+/** The config as written (every field optional). @since 0.1.0 @category config */
+export type PrometheusMetricsConfigInput = typeof PrometheusMetricsConfig.Encoded
+
+/**
+ * The layer could not start: its config is invalid (`reason: "config"`, `message` names the field) or
+ * `/metrics` could not listen (`reason: "listen"`, e.g. the port is taken).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PrometheusMetricsError extends Schema.TaggedError<PrometheusMetricsError>()("PrometheusMetricsError", {
+  reason: Schema.Literals(["config", "listen"]),
+  message: Schema.String
+}) {}
+
+// ---------------------------------------------------------------------------------------------------------
+// Service
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * The running exporter.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PrometheusMetricsShape {
+  readonly config: PrometheusMetricsConfig
+  /** The bound host and port (the real port when `port: 0`), or the configured ones with `serve: false`. */
+  readonly host: string
+  readonly port: number
+  /** `http://host:port/path`. */
+  readonly url: string
+  /** Serves the exposition for any request (seed: `Handler()`); mount it in your own server. */
+  readonly handler: (request: IncomingMessage, response: ServerResponse) => void
+  /** The exposition text, as `/metrics` serves it, without HTTP. */
+  readonly scrape: Effect.Effect<string>
+  /** A typed view of the metrics (seed: `GetSnapshot()`); see `MetricsSnapshot`. */
+  readonly snapshot: Effect.Effect<MetricsSnapshot>
+}
+
+/**
+ * The exporter as a service.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class PrometheusMetrics extends Context.Service<PrometheusMetrics, PrometheusMetricsShape>()(
+  "@keel/prometheus/PrometheusMetrics"
+) {
+  /**
+   * Exports the program's metrics in the Prometheus format at `http://127.0.0.1:9464/metrics` (see
+   * {@link PrometheusMetricsConfig} for the options). Also provides the tool-call metrics' recorder with
+   * the configured `labelCap`. The server stops when the layer's scope closes.
+   */
+  static readonly layer = (
+    config: PrometheusMetricsConfigInput = {}
+  ): Layer.Layer<PrometheusMetrics, PrometheusMetricsError> =>
+    Layer.effectContext(Effect.map(make(config), ({ service, recorder }) =>
+      Context.make(PrometheusMetrics, service).pipe(Context.add(McpMetrics.CurrentRecorder, recorder))))
+
+  /**
+   * Exports the program's metrics to any OpenTelemetry `MetricReader`s instead (OTLP, periodic, in-memory,
+   * several at once). The core records the same way; only the reader changes.
+   *
+   * - `temporality` (`cumulative`): `delta` for backends that want it.
+   * - `labelCap`: as in {@link PrometheusMetrics.layer}.
+   */
+  static readonly layerReader = (
+    readers: () => MetricReader | ReadonlyArray<MetricReader>,
+    options: {
+      readonly serviceName?: string | undefined
+      readonly serviceVersion?: string | undefined
+      readonly temporality?: "cumulative" | "delta" | undefined
+      readonly labelCap?: Partial<McpMetrics.LabelCap> | undefined
+    } = {}
+  ): Layer.Layer<never> =>
+    Layer.effectContext(
+      Effect.gen(function*() {
+        const reader = readers()
+        yield* MetricExport.register(Array.isArray(reader) ? reader : [reader as MetricReader], {
+          temporality: options.temporality
+        })
+        return Context.make(McpMetrics.CurrentRecorder, new McpMetrics.Recorder(options.labelCap ?? {}))
+      }).pipe(
+        Effect.provide(Resource.layer({
+          serviceName: options.serviceName ?? "keel",
+          serviceVersion: options.serviceVersion ?? "0.1.0"
+        }))
+      )
+    ) as Layer.Layer<never>
+}
+
+const listen = (server: Server, port: number, host: string): Promise<AddressInfo> =>
+  new Promise((resolve, reject) => {
+    const onError = (e: Error) => reject(e)
+    server.once("error", onError)
+    server.listen(port, host, () => {
+      server.off("error", onError)
+      resolve(server.address() as AddressInfo)
+    })
+  })
+
+const close = (server: Server): Promise<void> =>
+  new Promise((resolve) => {
+    server.close(() => resolve())
+    server.closeAllConnections()
+  })
+
+const make = (input: PrometheusMetricsConfigInput) =>
+  Effect.gen(function*() {
+    const config = yield* Schema.decodeUnknownEffect(PrometheusMetricsConfig)(input).pipe(
+      Effect.mapError((e) => new PrometheusMetricsError({ reason: "config", message: e.message }))
+    )
+    const exporter = new PrometheusExporter({
+      preventServerStart: true,
+      prefix: config.prefix,
+      withoutScopeInfo: config.withoutScopeInfo
+    })
+    yield* MetricExport.register([exporter], { prometheusNames: true }).pipe(
+      Effect.provide(Resource.layer({ serviceName: config.serviceName, serviceVersion: config.serviceVersion }))
+    )
+    const serializer = new PrometheusSerializer(config.prefix, false, undefined, false, config.withoutScopeInfo)
+    const handler = (request: IncomingMessage, response: ServerResponse) => exporter.getMetricsRequestHandler(request, response)
+
+    let host = config.host
+    let port = config.port
+    if (config.serve) {
+      const server = createServer((request, response) => {
+        const path = (request.url ?? "/").split("?")[0]
+        if (path === config.path && (request.method === "GET" || request.method === "HEAD")) {
+          handler(request, response)
+        } else {
+          response.statusCode = 404
+          response.end("Not found\n")
+        }
+      })
+      const address = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () => listen(server, config.port, config.host),
+          catch: (e) =>
+            new PrometheusMetricsError({
+              reason: "listen",
+              message: `could not listen on ${config.host}:${config.port}: ${e instanceof Error ? e.message : String(e)}`
+            })
+        }),
+        () => Effect.promise(() => close(server))
+      )
+      host = address.address
+      port = address.port
+    }
+    const context = yield* Effect.context<never>()
+    const urlHost = host.includes(":") ? `[${host}]` : host
+    const service: PrometheusMetricsShape = {
+      config,
+      host,
+      port,
+      url: `http://${urlHost}:${port}${config.path}`,
+      handler,
+      scrape: Effect.promise(async () => {
+        const { resourceMetrics } = await exporter.collect()
+        return serializer.serialize(resourceMetrics)
+      }),
+      snapshot: Effect.sync(() => fromMetrics(Metric.snapshotUnsafe(context)))
+    }
+    return { service, recorder: new McpMetrics.Recorder(config.labelCap) }
+  })
