@@ -200,3 +200,20 @@ describe("sessions", () => {
       assert.strictEqual(Number((tools?.state as Metric.GaugeState<number>).value), 12)
     })))
 })
+
+describe("toolNameOnDuration: false", () => {
+  it.effect("keeps the histogram per server/method/error and the tool names on keel.tool.calls", () =>
+    isolated(
+      Effect.gen(function*() {
+        for (const tool of ["a", "b", "c"]) yield* toolCall(tool)
+        yield* toolCall("a", "tool_error")
+        const series = yield* operationSeries
+        assert.strictEqual(series.length, 2)
+        for (const s of series) assert.isUndefined(s.attributes["gen_ai.tool.name"])
+        assert.strictEqual(series.find((s) => s.attributes["error.type"] === undefined)?.count, 3)
+        assert.strictEqual(yield* counterValue("keel.tool.calls", { "gen_ai.tool.name": "a" }), 2)
+        assert.strictEqual(yield* counterValue("keel.tool.calls", { "gen_ai.tool.name": "c", outcome: "success" }), 1)
+      }),
+      { toolNameOnDuration: false }
+    ))
+})

@@ -225,6 +225,10 @@ export const labelOverflow = Metric.counter(Names.labelOverflow, {
  * - `maxErrorTypes` (32): distinct `error.type` (and `rpc.response.status_code`) values, for all servers.
  * - `maxLabelLength` (128): longer names are cut to this many characters.
  * - `overflowValue` (`_other`): the value recorded for names over a cap.
+ * - `toolNameOnDuration` (`true`): whether `mcp.client.operation.duration` carries `gen_ai.tool.name`
+ *   (per-tool latency, as the conventions ask). A histogram series is 17 lines on a Prometheus page, so
+ *   with many servers × tools the page grows large (see `bench/RESULTS-prometheus.md`); with `false` the
+ *   histogram is per server, method and error type, and per-tool counts stay in `keel.tool.calls`.
  *
  * @since 0.1.0
  * @category config
@@ -245,7 +249,8 @@ export const LabelCap = Schema.Struct({
   maxLabelLength: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)).pipe(
     Schema.withDecodingDefaultKey(Effect.succeed(128))
   ),
-  overflowValue: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed("_other")))
+  overflowValue: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed("_other"))),
+  toolNameOnDuration: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(true)))
 })
 
 /** @since 0.1.0 @category config */
@@ -308,14 +313,18 @@ interface OutcomeSeries {
 
 /** One (transport, server, method, tool) series group; its outcome series are made on first use. */
 class OperationSeries {
+  /** The histogram's attributes (without `gen_ai.tool.name` when `toolNameOnDuration` is off). */
   readonly attributes: Readonly<Record<string, string>>
-  readonly isToolCall: boolean
+  readonly server: string
+  /** The (capped) tool label of a tools/call, for `keel.tool.calls`; `undefined` for other methods. */
+  readonly tool: string | undefined
   private okSeries: OutcomeSeries | undefined
   private readonly errorSeries = new Map<string, OutcomeSeries>()
 
-  constructor(attributes: Readonly<Record<string, string>>, isToolCall: boolean) {
+  constructor(attributes: Readonly<Record<string, string>>, server: string, tool: string | undefined) {
     this.attributes = attributes
-    this.isToolCall = isToolCall
+    this.server = server
+    this.tool = tool
   }
 
   private make(extra: Readonly<Record<string, string>> | undefined, outcome: string): OutcomeSeries {
@@ -326,15 +335,11 @@ class OperationSeries {
         boundaries: OperationDurationBoundaries,
         attributes
       }),
-      calls: this.isToolCall
+      calls: this.tool !== undefined
         ? Metric.counter(Names.toolCalls, {
           description: toolCalls.description,
           incremental: true,
-          attributes: {
-            [Attributes.server]: this.attributes[Attributes.server]!,
-            [Attributes.tool]: this.attributes[Attributes.tool]!,
-            [Attributes.outcome]: outcome
-          }
+          attributes: { [Attributes.server]: this.server, [Attributes.tool]: this.tool, [Attributes.outcome]: outcome }
         })
         : undefined
     }
@@ -387,7 +392,7 @@ class ServerSeries {
     const found = byTool.get(key)
     if (found !== undefined) return found
     if (rawTool === undefined) {
-      const series = new OperationSeries(this.attributes(method, undefined), false)
+      const series = new OperationSeries(this.attributes(recorder, method, undefined), this.server, undefined)
       byTool.set(key, series)
       return series
     }
@@ -397,23 +402,23 @@ class ServerSeries {
       recorder.overflowed(Attributes.tool)
       let overflow = this.overflowByMethod.get(method)
       if (overflow === undefined) {
-        overflow = new OperationSeries(this.attributes(method, tool), true)
+        overflow = new OperationSeries(this.attributes(recorder, method, tool), this.server, tool)
         this.overflowByMethod.set(method, overflow)
       }
       return overflow
     }
-    const series = new OperationSeries(this.attributes(method, tool), true)
+    const series = new OperationSeries(this.attributes(recorder, method, tool), this.server, tool)
     byTool.set(key, series)
     return series
   }
 
-  private attributes(method: string, tool: string | undefined): Record<string, string> {
+  private attributes(recorder: Recorder, method: string, tool: string | undefined): Record<string, string> {
     const attributes: Record<string, string> = {
       [Attributes.server]: this.server,
       [Attributes.method]: method,
       [Attributes.transport]: this.transport
     }
-    if (tool !== undefined) attributes[Attributes.tool] = tool
+    if (tool !== undefined && recorder.cap.toolNameOnDuration) attributes[Attributes.tool] = tool
     return attributes
   }
 }

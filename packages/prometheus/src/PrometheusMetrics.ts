@@ -30,6 +30,7 @@ import { Context, Effect, Layer, Metric, Schema } from "effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import * as MetricExport from "./MetricExport.ts"
+import * as PrometheusText from "./PrometheusText.ts"
 import { fromMetrics, type MetricsSnapshot } from "./MetricsSnapshot.ts"
 
 // ---------------------------------------------------------------------------------------------------------
@@ -51,6 +52,9 @@ import { fromMetrics, type MetricsSnapshot } from "./MetricsSnapshot.ts"
  * - `prefix` (empty): prepended to every metric name.
  * - `withoutScopeInfo` (`true`): leaves out the `otel_scope_*` labels, which would repeat
  *   `@effect/opentelemetry/Metrics` on every series.
+ * - `serializer` (`keel`): `keel` writes the exposition with {@link PrometheusText} (byte-identical to the
+ *   exporter's own serializer, about 10× faster on large expositions); `otel` uses the exporter's
+ *   `PrometheusSerializer`.
  * - `labelCap`: the cardinality caps of the tool-call metrics (see `McpMetrics.LabelCap`: 100 tools per
  *   server, then `_other`).
  *
@@ -66,6 +70,7 @@ export const PrometheusMetricsConfig = Schema.Struct({
   serviceVersion: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed("0.1.0"))),
   prefix: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed(""))),
   withoutScopeInfo: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(true))),
+  serializer: Schema.Literals(["keel", "otel"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("keel" as const))),
   labelCap: McpMetrics.LabelCap.pipe(Schema.withDecodingDefaultKey(Effect.succeed({})))
 })
 
@@ -193,8 +198,27 @@ const make = (input: PrometheusMetricsConfigInput) =>
     yield* MetricExport.register([exporter], { prometheusNames: true }).pipe(
       Effect.provide(Resource.layer({ serviceName: config.serviceName, serviceVersion: config.serviceVersion }))
     )
-    const serializer = new PrometheusSerializer(config.prefix, false, undefined, false, config.withoutScopeInfo)
-    const handler = (request: IncomingMessage, response: ServerResponse) => exporter.getMetricsRequestHandler(request, response)
+    const otelSerializer = new PrometheusSerializer(config.prefix, false, undefined, false, config.withoutScopeInfo)
+    const textOptions = { prefix: config.prefix, withoutScopeInfo: config.withoutScopeInfo }
+    const exposition = async (): Promise<string> => {
+      const { resourceMetrics } = await exporter.collect()
+      return config.serializer === "keel"
+        ? PrometheusText.serialize(resourceMetrics, textOptions)
+        : otelSerializer.serialize(resourceMetrics)
+    }
+    const handler = (_request: IncomingMessage, response: ServerResponse): void => {
+      exposition().then(
+        (text) => {
+          response.statusCode = 200
+          response.setHeader("content-type", "text/plain; version=0.0.4; charset=utf-8")
+          response.end(text)
+        },
+        (e) => {
+          response.statusCode = 500
+          response.end(`# failed to export metrics: ${e instanceof Error ? e.message : String(e)}\n`)
+        }
+      )
+    }
 
     let host = config.host
     let port = config.port
@@ -230,10 +254,7 @@ const make = (input: PrometheusMetricsConfigInput) =>
       port,
       url: `http://${urlHost}:${port}${config.path}`,
       handler,
-      scrape: Effect.promise(async () => {
-        const { resourceMetrics } = await exporter.collect()
-        return serializer.serialize(resourceMetrics)
-      }),
+      scrape: Effect.promise(exposition),
       snapshot: Effect.sync(() => fromMetrics(Metric.snapshotUnsafe(context)))
     }
     return { service, recorder: new McpMetrics.Recorder(config.labelCap) }
