@@ -14,7 +14,7 @@
  * | `servers[].breaker`                       | `keel_circuit_breaker_state{server}`                               | absent (no breaker for it)        |
  * | `tools`                                   | totals of the above (seed: `ToolMetrics.TotalCalls`, `.Errors`)    | zeros                             |
  * | `cache`                                   | `keel_cache_requests`, `keel_cache_entries`, `keel_cache_evictions`, summed over caches | absent (no cache metric) |
- * | `pool`                                    | `keel_pool_connections{state}`, `keel_pool_waiting`, `keel_pool_acquire_duration_seconds` | absent (no pool metric) |
+ * | `pool`                                    | `keel_pool_connections{state}` (total/active/idle/pending), `keel_pool_acquired`, `keel_pool_acquire_duration_seconds` (waits only) | absent (no pool metric) |
  *
  * @since 0.1.0
  */
@@ -80,7 +80,9 @@ export const CacheSnapshot = Schema.Struct({
 export type CacheSnapshot = typeof CacheSnapshot.Type
 
 /**
- * The connection pool, summed over servers (seed: `PoolMetrics`). `total` = `active` + `idle`.
+ * The connection pool, summed over servers (seed: `PoolMetrics`): sessions `total` (open, including
+ * draining), `active` (lent to a borrower), `idle`; `waiting` borrowers; `acquires` (borrows so far);
+ * `acquireP99Seconds` over the borrows that had to wait (absent when none waited).
  *
  * @since 0.1.0
  * @category schemas
@@ -217,9 +219,9 @@ export const fromMetrics = (metrics: ReadonlyArray<Metric.Metric.Snapshot>): Met
     return s
   }
   let cache: { entries: number; hits: number; staleHits: number; misses: number; evictions: number } | undefined
-  let pool: { active: number; idle: number; waiting: number; acquires: number; acquire: MergedHistogram } | undefined
+  let pool: { total: number; active: number; idle: number; waiting: number; acquires: number; acquire: MergedHistogram } | undefined
   const theCache = () => (cache ??= { entries: 0, hits: 0, staleHits: 0, misses: 0, evictions: 0 })
-  const thePool = () => (pool ??= { active: 0, idle: 0, waiting: 0, acquires: 0, acquire: emptyHistogram() })
+  const thePool = () => (pool ??= { total: 0, active: 0, idle: 0, waiting: 0, acquires: 0, acquire: emptyHistogram() })
 
   for (const m of metrics) {
     const a = m.attributes ?? {}
@@ -278,20 +280,18 @@ export const fromMetrics = (metrics: ReadonlyArray<Metric.Metric.Snapshot>): Met
       case "keel_pool_connections": {
         const p = thePool()
         const n = num((m.state as Metric.GaugeState<number>).value)
-        if (a["state"] === "active") p.active += n
+        if (a["state"] === "total") p.total += n
+        else if (a["state"] === "active") p.active += n
         else if (a["state"] === "idle") p.idle += n
+        else if (a["state"] === "pending") p.waiting += n
         break
       }
-      case "keel_pool_waiting":
-        thePool().waiting += num((m.state as Metric.GaugeState<number>).value)
+      case "keel_pool_acquired":
+        thePool().acquires += num((m.state as Metric.CounterState<number>).count)
         break
-      case "keel_pool_acquire_duration_seconds": {
-        const p = thePool()
-        const h = m.state as Metric.HistogramState
-        p.acquires += h.count
-        mergeHistogram(p.acquire, h)
+      case "keel_pool_acquire_duration_seconds":
+        mergeHistogram(thePool().acquire, m.state as Metric.HistogramState)
         break
-      }
     }
   }
 
@@ -328,7 +328,7 @@ export const fromMetrics = (metrics: ReadonlyArray<Metric.Metric.Snapshot>): Met
     result.pool = {
       active: p.active,
       idle: p.idle,
-      total: p.active + p.idle,
+      total: p.total,
       waiting: p.waiting,
       acquires: p.acquires,
       ...(p99 !== undefined ? { acquireP99Seconds: p99 } : {})
