@@ -27,16 +27,19 @@ const obj = (properties: NonNullable<Tool["inputSchema"]["properties"]>, require
 export const builtinTools: ReadonlyArray<Tool> = [
   {
     name: "echo",
+    annotations: { readOnlyHint: true },
     description: "Returns its message.",
     inputSchema: obj({ message: { type: "string" } }, ["message"])
   },
   {
     name: "add",
+    annotations: { readOnlyHint: true },
     description: "Adds two numbers.",
     inputSchema: obj({ a: { type: "number" }, b: { type: "number" } }, ["a", "b"])
   },
   {
     name: "slow",
+    annotations: { readOnlyHint: true },
     description: "Waits `ms` milliseconds, honouring cancellation. Sends progress every `progressEveryMs` when the caller asks for progress.",
     inputSchema: obj({ ms: { type: "integer", minimum: 0 }, progressEveryMs: { type: "integer", minimum: 1 } }, ["ms"])
   },
@@ -63,6 +66,7 @@ export const builtinTools: ReadonlyArray<Tool> = [
   },
   {
     name: "big",
+    annotations: { readOnlyHint: true },
     description: "Returns a text payload of `bytes` bytes.",
     inputSchema: obj({ bytes: { type: "integer", minimum: 0, maximum: 64 * 1024 * 1024 } }, ["bytes"])
   },
@@ -73,6 +77,7 @@ export const builtinTools: ReadonlyArray<Tool> = [
   },
   {
     name: "stats",
+    annotations: { readOnlyHint: true },
     description: "Counters of this server process: tools/list walks and pages, calls per tool, cancellations, sessions, pid.",
     inputSchema: obj({})
   },

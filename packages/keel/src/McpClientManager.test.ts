@@ -1,0 +1,197 @@
+/**
+ * McpClientManager end to end, against real processes: the demo server (stdio and HTTP) and
+ * `@modelcontextprotocol/server-everything` from npm.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { demoServerEntry, demoStdio } from "@keel/demo-server"
+import { Effect, Exit, Fiber, Layer } from "effect"
+import { createRequire } from "node:module"
+import { McpClientManager } from "./McpClientManager.ts"
+import { demoHttpServer, eventually, isRunning, pidsWithMarker, uniqueMarker } from "./testing/processes.ts"
+
+const require = createRequire(import.meta.url)
+const everything = require.resolve("@modelcontextprotocol/server-everything/dist/index.js", { paths: [demoServerEntry] })
+
+const demo = (flags: Parameters<typeof demoStdio>[0] = {}) => ({ type: "stdio", ...demoStdio(flags) })
+
+const statsOf = (server = "demo") =>
+  Effect.gen(function*() {
+    const m = yield* McpClientManager
+    const r = yield* m.callTool(server, "stats")
+    return JSON.parse(r.content[0]?.type === "text" ? r.content[0].text : "{}") as {
+      listToolsRequests: number
+      calls: Record<string, number>
+      pid: number
+    }
+  })
+
+const text = (r: { content: ReadonlyArray<{ type: string; text?: string }> }) => r.content[0]?.text
+
+const manager = (json: unknown) => McpClientManager.layerConfig(json)
+
+describe("McpClientManager", () => {
+  it.live("lists (through the cache) and calls tools on several servers", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      assert.deepStrictEqual([...(yield* m.servers)].sort(), ["demo", "everything"])
+      const tools = yield* m.listTools("demo")
+      assert.include(tools.map((t) => t.name), "echo")
+      yield* m.listTools("demo")
+      yield* m.listTools("demo")
+      assert.strictEqual((yield* statsOf()).listToolsRequests, 1)
+      assert.strictEqual(text(yield* m.callTool("demo", "add", { a: 1, b: 2 })), "3")
+      const echoed = yield* m.callTool("everything", "echo", { message: "via manager" })
+      assert.include(text(echoed), "via manager")
+      const status = yield* m.status("demo")
+      assert.strictEqual(status.breaker, "Closed")
+      assert.isAtLeast(status.pool.total, 1)
+      assert.strictEqual(status.tools, tools.length)
+    }).pipe(Effect.provide(manager({
+      mcpServers: { demo: demo(), everything: { command: process.execPath, args: [everything, "stdio"] } }
+    }))))
+
+  it.live("unknown servers and tools are typed errors that list what exists", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const noServer = yield* Effect.flip(m.callTool("nope", "echo", {}))
+      assert.strictEqual(noServer._tag, "UnknownServerError")
+      if (noServer._tag === "UnknownServerError") assert.deepStrictEqual(noServer.available, ["demo"])
+      const noTool = yield* Effect.flip(m.callTool("demo", "no_such_tool", {}))
+      assert.strictEqual(noTool._tag, "UnknownToolError")
+      if (noTool._tag === "UnknownToolError") assert.include(noTool.available, "echo")
+    }).pipe(Effect.provide(manager({ mcpServers: { demo: demo() } }))))
+
+  it.live("arguments that fail the inputSchema are rejected before sending, naming the path", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const bad = yield* Effect.flip(m.callTool("demo", "add", { a: "one", b: 2 }))
+      assert.strictEqual(bad._tag, "InvalidArgumentsError")
+      if (bad._tag === "InvalidArgumentsError") assert.strictEqual(bad.path, "/a")
+      const missing = yield* Effect.flip(m.callTool("demo", "echo", {}))
+      assert.strictEqual(missing._tag, "InvalidArgumentsError")
+      const extra = yield* Effect.flip(m.callTool("demo", "echo", { message: "x", surprise: true }))
+      assert.strictEqual(extra._tag, "InvalidArgumentsError")
+      const s = yield* statsOf()
+      assert.strictEqual(s.calls.add ?? 0, 0)
+      assert.strictEqual(s.calls.echo ?? 0, 0)
+      // and the breaker did not count them
+      assert.strictEqual((yield* m.status("demo")).breaker, "Closed")
+    }).pipe(Effect.provide(manager({
+      mcpServers: { demo: { ...demo(), keel: { breaker: { consecutiveFailureThreshold: 1 } } } }
+    }))))
+
+  it.live("flaky failures open the breaker; calls then fail fast with CircuitOpenError", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      for (let i = 0; i < 3; i++) {
+        const e = yield* Effect.flip(m.callTool("demo", "flaky", { key: "b", failFirst: 100 }))
+        assert.strictEqual(e._tag, "McpProtocolError")
+      }
+      const rejected = yield* Effect.flip(m.callTool("demo", "flaky", { key: "b", failFirst: 100 }))
+      assert.strictEqual(rejected._tag, "CircuitOpenError")
+      const status = yield* m.status("demo")
+      assert.strictEqual(status.breaker, "Open")
+      assert.strictEqual(status.lastError?.tag, "CircuitOpenError")
+      // The rejected call never reached the server.
+      const breaker = yield* m.breaker("demo")
+      yield* breaker.reset
+      assert.strictEqual((yield* statsOf()).calls.flaky, 3)
+    }).pipe(Effect.provide(manager({
+      mcpServers: { demo: { ...demo(), keel: { breaker: { consecutiveFailureThreshold: 3, waitDurationInOpen: 60000 } } } }
+    }))))
+
+  it.live("timeouts: per tool from config, per call, reset on progress, and a hard maximum", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const perTool = yield* Effect.flip(m.callTool("demo", "slow", { ms: 5_000 }))
+      assert.strictEqual(perTool._tag, "McpTimeoutError")
+      if (perTool._tag === "McpTimeoutError") assert.strictEqual(perTool.timeoutMs, 300)
+      const perCall = yield* Effect.flip(m.callTool("demo", "slow", { ms: 5_000 }, { timeout: 100 }))
+      if (perCall._tag === "McpTimeoutError") assert.strictEqual(perCall.timeoutMs, 100)
+      // 900 ms of work, progress every 100 ms, timeout 300 ms: progress keeps it alive.
+      const kept = yield* m.callTool("demo", "slow", { ms: 900, progressEveryMs: 100 })
+      assert.strictEqual(text(kept), "slept 900ms")
+      // ...but never past the hard maximum (1.5 s), progress or not.
+      const started = Date.now()
+      const capped = yield* Effect.flip(m.callTool("demo", "slow", { ms: 10_000, progressEveryMs: 100 }))
+      assert.strictEqual(capped._tag, "McpTimeoutError")
+      assert.isBelow(Date.now() - started, 4_000)
+    }).pipe(Effect.provide(manager({
+      mcpServers: { demo: { ...demo(), keel: { timeouts: { call: 2000, tools: { slow: 300 }, max: 1500 } } } }
+    }))))
+
+  it.live("tools/list_changed refreshes the cached list", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      assert.notInclude((yield* m.listTools("demo")).map((t) => t.name), "weather")
+      yield* m.callTool("demo", "set_tools", { add: ["weather"] })
+      yield* Effect.flatMap(m.listTools("demo"), (tools) => tools.some((t) => t.name === "weather") ? Effect.void : Effect.fail("stale")).pipe(
+        Effect.eventually,
+        Effect.timeout(5_000)
+      )
+      const r = yield* m.callTool("demo", "weather", { message: "sunny" })
+      assert.strictEqual(text(r), "sunny")
+    }).pipe(Effect.provide(manager({ mcpServers: { demo: demo() } }))))
+
+  it.live("connects and disconnects servers at run time, HTTP included", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const http = yield* demoHttpServer()
+      yield* m.connect("remote", { type: "http", url: http.url })
+      assert.deepStrictEqual([...(yield* m.servers)].sort(), ["demo", "remote"])
+      assert.strictEqual(text(yield* m.callTool("remote", "echo", { message: "over http" })), "over http")
+      const dup = yield* Effect.flip(m.connect("remote", { type: "http", url: http.url }))
+      assert.strictEqual(dup._tag, "ServerExistsError")
+      const badConfig = yield* Effect.flip(m.connect("broken", { type: "http", url: "ftp://x" } as never))
+      assert.strictEqual(badConfig._tag, "McpConfigError")
+      yield* m.disconnect("remote")
+      const gone = yield* Effect.flip(m.callTool("remote", "echo", { message: "x" }))
+      assert.strictEqual(gone._tag, "UnknownServerError")
+    }).pipe(Effect.scoped, Effect.provide(manager({ mcpServers: { demo: demo() } }))))
+
+  it.live("a crash mid-load recovers: 1,000 calls at 32 concurrent, every call succeeds or fails typed, none hangs", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const firstPid = (yield* statsOf()).pid
+      let done = 0
+      const outcomes = new Map<string, number>()
+      const load = Effect.forEach(
+        Array.from({ length: 1_000 }, (_, i) => i),
+        (i) =>
+          m.callTool("demo", "echo", { message: `m${i}` }).pipe(
+            Effect.exit,
+            Effect.map((exit) => {
+              done++
+              const key = Exit.isSuccess(exit) ? "ok" : String((Exit.isFailure(exit) && (exit.cause.reasons[0] as any)?.error?._tag) ?? "defect")
+              outcomes.set(key, (outcomes.get(key) ?? 0) + 1)
+            })
+          ),
+        { concurrency: 32, discard: true }
+      )
+      const fiber = yield* Effect.forkChild(load)
+      yield* eventually(() => done >= 200, 20_000, "200 calls done")
+      process.kill(firstPid, "SIGKILL")
+      yield* Fiber.join(fiber).pipe(Effect.timeout(60_000))
+      assert.strictEqual(done, 1_000)
+      for (const key of outcomes.keys()) assert.include(["ok", "McpClosedError", "McpConnectError", "McpTimeoutError", "CircuitOpenError", "PoolTimeoutError"], key)
+      // Read-only echo calls are retried after a crash, so (nearly) all succeed.
+      assert.isAbove(outcomes.get("ok") ?? 0, 900)
+      yield* eventually(() => !isRunning(firstPid), 5_000, "killed child reaped")
+      const after = yield* statsOf()
+      assert.notStrictEqual(after.pid, firstPid)
+    }).pipe(Effect.provide(manager({
+      mcpServers: { demo: { ...demo(), keel: { pool: { maxConnections: 2 }, breaker: { consecutiveFailureThreshold: 1000, minimumNumberOfCalls: 1000, slidingWindowSize: 1000 } } } }
+    }))), 90_000)
+
+  it.live("closing the manager ends every child process", () =>
+    Effect.gen(function*() {
+      const marker = uniqueMarker("manager-close")
+      yield* Effect.gen(function*() {
+        const m = yield* McpClientManager
+        yield* m.callTool("a", "echo", { message: "x" })
+        yield* m.callTool("b", "echo", { message: "x" })
+        assert.strictEqual(pidsWithMarker(marker).length, 2)
+      }).pipe(Effect.provide(Layer.fresh(manager({ mcpServers: { a: demo({ name: marker }), b: demo({ name: marker }) } }))))
+      yield* eventually(() => pidsWithMarker(marker).length === 0, 5_000, "children gone")
+    }))
+})
