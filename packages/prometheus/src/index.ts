@@ -14,3 +14,5 @@ export type { PrometheusMetricsConfigInput, PrometheusMetricsShape } from "./Pro
 export * as MetricsSnapshot from "./MetricsSnapshot.ts"
 /** @since 0.1.0 */
 export * as MetricExport from "./MetricExport.ts"
+/** @since 0.1.0 */
+export * as PrometheusText from "./PrometheusText.ts"
