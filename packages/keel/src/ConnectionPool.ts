@@ -148,8 +148,11 @@ export type ConnectionPoolConfig = typeof ConnectionPoolConfig.Type
 /** Every default applied. @since 0.1.0 @category config */
 export const defaultConfig: ConnectionPoolConfig = Schema.decodeUnknownSync(ConnectionPoolConfig)({})
 
+type DurationKey = "maxLifetime" | "idleTimeout" | "acquireTimeout" | "pingAfterIdle" | "pingTimeout" | "housekeepingInterval"
+
 type Loosen<T> = {
-  readonly [K in keyof T]?: [T[K]] extends [number] ? T[K] : [T[K]] extends [number | null] ? Duration.Input | null : Duration.Input
+  readonly [K in keyof T]?: K extends DurationKey ? (null extends T[K] ? Duration.Input | null : Duration.Input)
+    : Exclude<T[K], undefined>
 }
 
 /**
@@ -169,7 +172,14 @@ export type PoolSettingsInput = Loosen<typeof PoolSettings.Encoded>
  */
 export type ConnectionPoolConfigInput = Loosen<typeof ConnectionPoolConfig.Encoded>
 
-const DURATION_KEYS = new Set(["maxLifetime", "idleTimeout", "acquireTimeout", "pingAfterIdle", "pingTimeout", "housekeepingInterval"])
+const DURATION_KEYS: ReadonlySet<string> = new Set<DurationKey>([
+  "maxLifetime",
+  "idleTimeout",
+  "acquireTimeout",
+  "pingAfterIdle",
+  "pingTimeout",
+  "housekeepingInterval"
+])
 
 /** Durations given as `Duration.Input` become milliseconds, the Schema's encoded form. */
 const normalize = (input: object): Record<string, unknown> => {
@@ -769,6 +779,11 @@ export const make = (
           if (w.conn !== undefined) return resume(Effect.succeed(w.conn))
           if (w.error !== undefined) return resume(Effect.fail(w.error))
           w.resume = resume
+          // interrupted while asleep (timeout, caller gone): leave the line at once
+          return Effect.sync(() => {
+            w.resume = undefined
+            sub.waiters.delete(w)
+          })
         })
         return Effect.onExit(
           restore(Effect.timeoutOrElse(wait, {

@@ -1,0 +1,629 @@
+/**
+ * ConnectionPool with fake sessions (an injected `connect`) and the TestClock: lifetime and idle eviction,
+ * acquire timeout, health, close, metrics, and one test per seed defect (reference-behaviour.md).
+ * Real processes are in `ConnectionPool.mcp.test.ts`; the model-based test is in
+ * `ConnectionPool.model.test.ts`.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber, Metric, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import * as ConnectionPool from "./ConnectionPool.ts"
+import type { McpConnection } from "./McpClient.ts"
+import { McpClosedError, McpConnectError } from "./McpError.ts"
+import type { ServerConfig } from "./ServerConfig.ts"
+
+const cfg: ServerConfig = { type: "stdio", command: "fake" }
+
+/** A fake session: `crash` closes it as a dead child would; `break` only flips `isOpen` (as HTTP does). */
+export interface FakeConn extends McpConnection {
+  readonly id: number
+  readonly crash: () => void
+  readonly break: () => void
+}
+
+/** Fake sessions with counters: every session created, closed, live per server, connects in flight. */
+export const makeFakes = () => {
+  const state = {
+    created: 0,
+    closed: 0,
+    live: new Map<number, FakeConn>(),
+    peakLivePerServer: new Map<string, number>(),
+    connecting: 0,
+    peakConnecting: 0,
+    failNext: 0,
+    failPing: false,
+    pings: 0,
+    /** When set, connects wait for this gate. */
+    gate: undefined as Deferred.Deferred<void> | undefined
+  }
+  const liveOf = (server: string) => Array.from(state.live.values()).filter((c) => c.name === server)
+  const connect: ConnectionPool.Connect = (name) =>
+    Effect.acquireRelease(
+      Effect.gen(function*() {
+        state.connecting++
+        state.peakConnecting = Math.max(state.peakConnecting, state.connecting)
+        try {
+          if (state.gate !== undefined) yield* Deferred.await(state.gate)
+          yield* Effect.yieldNow
+          if (state.failNext > 0) {
+            state.failNext--
+            return yield* new McpConnectError({ server: name, message: `fake connect to ${name} failed`, stderrTail: "" })
+          }
+        } finally {
+          state.connecting--
+        }
+        const id = ++state.created
+        let open = true
+        const closed = Deferred.makeUnsafe<string>()
+        const conn = {
+          id,
+          name,
+          config: cfg,
+          pid: undefined,
+          isOpen: () => open,
+          closed: Deferred.await(closed),
+          ping: () =>
+            Effect.suspend(() => {
+              state.pings++
+              return state.failPing || !open
+                ? Effect.fail(new McpClosedError({ server: name, method: "ping", message: "fake ping failed" }))
+                : Effect.void
+            }),
+          crash: () => {
+            open = false
+            Deferred.doneUnsafe(closed, Effect.succeed("crashed"))
+          },
+          break: () => {
+            open = false
+          }
+        } as unknown as FakeConn
+        state.live.set(id, conn)
+        const n = liveOf(name).length
+        state.peakLivePerServer.set(name, Math.max(state.peakLivePerServer.get(name) ?? 0, n))
+        return conn
+      }),
+      (conn) =>
+        Effect.sync(() => {
+          if (state.live.delete(conn.id)) state.closed++
+          ;(conn as unknown as { break: () => void }).break()
+        })
+    )
+  return { state, connect, liveOf }
+}
+
+const fakeId = (c: McpConnection) => (c as FakeConn).id
+
+/** A pool with fakes, in the test's scope. */
+const setup = (config: ConnectionPool.ConnectionPoolConfigInput = {}) =>
+  Effect.gen(function*() {
+    const fakes = makeFakes()
+    const pool = yield* ConnectionPool.make({ pingAfterIdle: null, ...config }, { connect: fakes.connect })
+    return { pool, ...fakes }
+  })
+
+/** Borrows in a fresh scope, returning the session and the scope that releases it. */
+const hold = (pool: ConnectionPool.ConnectionPoolShape, server: string) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const conn = yield* pool.get(server).pipe(Scope.provide(scope))
+    return { conn, release: Scope.close(scope, Exit.void) }
+  })
+
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+})
+
+describe("ConnectionPool: borrowing", () => {
+  it.effect("use lends a session and gives it back; warm borrows reuse it", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup()
+      yield* pool.add("a", cfg)
+      const ids: Array<number> = []
+      for (let i = 0; i < 5; i++) ids.push(yield* pool.use("a", (c) => Effect.succeed(fakeId(c))))
+      assert.deepStrictEqual(ids, [1, 1, 1, 1, 1])
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.total, 1)
+      assert.strictEqual(s.idle, 1)
+      assert.strictEqual(s.leases, 0)
+      assert.strictEqual(s.acquired, 5)
+      assert.strictEqual(s.released, 5)
+      assert.strictEqual(state.created, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("release happens on failure and on interruption too", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup()
+      yield* pool.add("a", cfg)
+      const failed = yield* Effect.flip(pool.use("a", () => Effect.fail("boom" as const)))
+      assert.strictEqual(failed, "boom")
+      const started = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkChild(pool.use("a", () => Effect.andThen(Deferred.succeed(started, undefined), Effect.never)))
+      yield* Deferred.await(started)
+      assert.strictEqual((yield* pool.stats("a")).leases, 1)
+      yield* Fiber.interrupt(fiber)
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.leases, 0)
+      assert.strictEqual(s.acquired, s.released)
+    }).pipe(Effect.scoped))
+
+  it.effect("an unknown server fails with PoolUnknownServerError listing the known ones", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup()
+      yield* pool.add("github", cfg)
+      yield* pool.add("slack", cfg)
+      const e = yield* Effect.flip(pool.use("gitlab", () => Effect.void))
+      assert.strictEqual(e._tag, "PoolUnknownServerError")
+      if (e._tag === "PoolUnknownServerError") {
+        assert.strictEqual(e.server, "gitlab")
+        assert.deepStrictEqual(e.known, ["github", "slack"])
+      }
+      assert.deepStrictEqual(yield* pool.list, ["github", "slack"])
+    }).pipe(Effect.scoped))
+
+  it.effect("a session is shared by up to maxRequestsPerConnection borrowers, least-loaded first", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxConnections: 2, maxRequestsPerConnection: 3, acquireTimeout: "1 minute" })
+      yield* pool.add("a", cfg)
+      const held = []
+      for (let i = 0; i < 6; i++) held.push(yield* hold(pool, "a"))
+      assert.strictEqual(state.created, 2)
+      const perConn = new Map<number, number>()
+      for (const h of held) perConn.set(fakeId(h.conn), (perConn.get(fakeId(h.conn)) ?? 0) + 1)
+      assert.deepStrictEqual([...perConn.values()], [3, 3])
+      // the 7th waits
+      const seventh = yield* Effect.forkChild(hold(pool, "a"))
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).pending, 1)
+      yield* held[0]!.release
+      const got = yield* Fiber.join(seventh)
+      assert.strictEqual(fakeId(got.conn), fakeId(held[0]!.conn))
+      assert.strictEqual(state.created, 2)
+    }).pipe(Effect.scoped))
+
+  it.effect("per-server overrides replace the pool's settings", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup({ maxConnections: 10 })
+      yield* pool.add("small", cfg, { maxConnections: 1, maxRequestsPerConnection: 1, acquireTimeout: "3 seconds" })
+      assert.strictEqual((yield* pool.stats("small")).maxConnections, 1)
+      const first = yield* hold(pool, "small")
+      const second = yield* Effect.forkChild(Effect.flip(pool.use("small", () => Effect.void)))
+      yield* TestClock.adjust("3 seconds")
+      const e = yield* Fiber.join(second)
+      assert.strictEqual(e._tag, "PoolTimeoutError")
+      if (e._tag === "PoolTimeoutError") assert.strictEqual(e.timeoutMs, 3_000)
+      yield* first.release
+    }).pipe(Effect.scoped))
+
+  it.effect("an invalid config fails with McpConfigError naming the field", () =>
+    Effect.gen(function*() {
+      const e = yield* Effect.flip(ConnectionPool.make({ maxConnections: 0 }))
+      assert.strictEqual(e._tag, "McpConfigError")
+      assert.include(e.path, "maxConnections")
+      const { pool } = yield* setup()
+      const e2 = yield* Effect.flip(pool.add("a", cfg, { lifetimeJitter: 2 }))
+      assert.include(e2.path, "lifetimeJitter")
+    }).pipe(Effect.scoped))
+
+  it.effect("defaults follow the seed: 10 per server, 5 min lifetime, 2 min idle, 30 s acquire timeout", () =>
+    Effect.sync(() => {
+      const d = ConnectionPool.defaultConfig
+      assert.strictEqual(d.maxConnections, 10)
+      assert.strictEqual(d.minIdle, 0)
+      assert.strictEqual(d.maxIdle, undefined)
+      assert.strictEqual(d.maxRequestsPerConnection, 8)
+      assert.strictEqual(d.maxConcurrentConnects, 4)
+      assert.strictEqual(String(d.maxLifetime), String(ConnectionPool.defaultConfig.maxLifetime))
+    }))
+})
+
+describe("ConnectionPool: seed defects (reference-behaviour.md)", () => {
+  it.effect("defect 1: a second acquire does not overwrite the first; both sessions are tracked and closed", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxRequestsPerConnection: 1 })
+      yield* Effect.gen(function*() {
+        yield* pool.add("a", cfg)
+        const one = yield* pool.get("a")
+        const two = yield* pool.get("a")
+        assert.notStrictEqual(fakeId(one), fakeId(two))
+        assert.strictEqual((yield* pool.stats("a")).total, 2)
+      }).pipe(Effect.scoped)
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.idle, 2)
+      assert.strictEqual(s.leases, 0)
+    }).pipe(Effect.scoped, Effect.andThen(Effect.void)))
+
+  it.effect("defect 2: the max is never exceeded under concurrency (no check-then-create race)", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxConnections: 3, maxRequestsPerConnection: 1, acquireTimeout: "1 hour" })
+      yield* pool.add("a", cfg)
+      const gate = yield* Deferred.make<void>()
+      state.gate = gate
+      const fibers = yield* Effect.forEach(
+        Array.from({ length: 50 }),
+        () => Effect.forkChild(pool.use("a", () => Effect.sleep("1 second")))
+      )
+      yield* settle
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.starting, 3)
+      assert.strictEqual(s.pending, 50)
+      yield* Deferred.succeed(gate, undefined)
+      yield* settle
+      for (let i = 0; i < 20; i++) yield* TestClock.adjust("1 second")
+      yield* Fiber.joinAll(fibers)
+      assert.strictEqual(state.created, 3)
+      assert.strictEqual(state.peakLivePerServer.get("a"), 3)
+      const after = yield* pool.stats("a")
+      assert.strictEqual(after.acquired, 50)
+      assert.strictEqual(after.leases, 0)
+    }).pipe(Effect.scoped))
+
+  it.effect("defect 3: a waiter interrupted at hand-off gives the session back (no leak)", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxConnections: 1, maxRequestsPerConnection: 1 })
+      yield* pool.add("a", cfg)
+      const held = yield* hold(pool, "a")
+      const waiter = yield* Effect.forkChild(pool.use("a", () => Effect.never))
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).pending, 1)
+      // Release hands the session to the waiter in the pool's state step; interrupt the waiter in the same
+      // synchronous step, before it runs, so it holds a session it will never use.
+      yield* Effect.sync(() => {
+        Effect.runSync(held.release)
+        assert.strictEqual(Effect.runSync(pool.stats("a")).leases, 1) // handed over
+        waiter.interruptUnsafe()
+      })
+      yield* Fiber.await(waiter)
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.leases, 0)
+      assert.strictEqual(s.pending, 0)
+      assert.strictEqual(s.idle, 1)
+      // the session is available again at once
+      const id = yield* pool.use("a", (c) => Effect.succeed(fakeId(c)))
+      assert.strictEqual(id, fakeId(held.conn))
+      assert.strictEqual(state.created, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("defect 3b: a waiter that times out at hand-off gives the session back", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup({ maxConnections: 1, maxRequestsPerConnection: 1, acquireTimeout: "10 seconds" })
+      yield* pool.add("a", cfg)
+      const held = yield* hold(pool, "a")
+      // timeout and release fire in the same instant: the release lands while the timed-out wait is
+      // being torn down, so the session is handed to a waiter that is leaving
+      const waiter = yield* Effect.forkChild(Effect.exit(pool.use("a", () => Effect.void)))
+      yield* Effect.yieldNow
+      yield* Effect.forkChild(Effect.andThen(Effect.sleep("10 seconds"), held.release))
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(waiter)
+      yield* settle
+      // either outcome (served or timed out) is fine, but no lease may be stranded
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.pending, 0)
+      assert.strictEqual(s.leases, 0)
+      assert.strictEqual(s.idle, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("defect 4: the acquire timeout is configurable and fails with a typed error naming the server", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup({ maxConnections: 1, maxRequestsPerConnection: 1, acquireTimeout: "5 seconds" })
+      yield* pool.add("github", cfg)
+      const held = yield* hold(pool, "github")
+      const waiter = yield* Effect.forkChild(Effect.flip(pool.use("github", () => Effect.void)))
+      yield* TestClock.adjust("4999 millis")
+      assert.isUndefined(waiter.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      const e = yield* Fiber.join(waiter)
+      assert.strictEqual(e._tag, "PoolTimeoutError")
+      if (e._tag === "PoolTimeoutError") {
+        assert.strictEqual(e.server, "github")
+        assert.strictEqual(e.timeoutMs, 5_000)
+        assert.strictEqual(e.total, 1)
+        assert.include(e.message, "github")
+      }
+      const s = yield* pool.stats("github")
+      assert.strictEqual(s.timeouts, 1)
+      assert.strictEqual(s.pending, 0)
+      const timeouts = yield* Metric.value(Metric.withAttributes(ConnectionPool.metrics.acquireTimeouts, { server: "github" }))
+      assert.strictEqual(timeouts.count, 1)
+      yield* held.release
+    }).pipe(Effect.scoped))
+
+  it.effect("defect 5: a dead session is never handed out; it is replaced on the next borrow", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup()
+      yield* pool.add("a", cfg)
+      const first = yield* pool.use("a", (c) => Effect.succeed(c as FakeConn))
+      first.break() // isOpen() false, no close event yet (an HTTP session found broken)
+      const second = yield* pool.use("a", (c) => Effect.succeed(c as FakeConn))
+      assert.notStrictEqual(second.id, first.id)
+      assert.isTrue(second.isOpen())
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.destroyed.broken, 1)
+      assert.strictEqual(s.total, 1)
+      yield* settle
+      assert.isFalse(state.live.has(first.id))
+    }).pipe(Effect.scoped))
+
+  it.effect("defect 5b: a session that dies while idle is removed at once (close event), not at the next borrow", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ minIdle: 1 })
+      yield* pool.add("a", cfg)
+      yield* settle
+      const first = yield* pool.use("a", (c) => Effect.succeed(c as FakeConn))
+      first.crash()
+      yield* settle
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.destroyed.broken, 1)
+      // minIdle: a replacement is already warm
+      assert.strictEqual(s.idle, 1)
+      assert.strictEqual(state.created, 2)
+      assert.strictEqual(state.live.size, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("defect 6: the wait histogram records only borrows that waited", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup({ maxConnections: 1, maxRequestsPerConnection: 1 })
+      yield* pool.add("hist", cfg)
+      const histogram = Metric.withAttributes(ConnectionPool.metrics.acquireDuration, { server: "hist" })
+      // the first borrow waits for the session to start
+      yield* pool.use("hist", () => Effect.void)
+      assert.strictEqual((yield* Metric.value(histogram)).count, 1)
+      for (let i = 0; i < 100; i++) yield* pool.use("hist", () => Effect.void)
+      assert.strictEqual((yield* Metric.value(histogram)).count, 1)
+      assert.strictEqual((yield* pool.stats("hist")).waits, 1)
+      // a borrow that waits 2 s for a release
+      const held = yield* hold(pool, "hist")
+      const waiter = yield* Effect.forkChild(pool.use("hist", () => Effect.void))
+      yield* Effect.forkChild(Effect.andThen(Effect.sleep("2 seconds"), held.release))
+      yield* TestClock.adjust("2 seconds")
+      yield* Fiber.join(waiter)
+      const h = yield* Metric.value(histogram)
+      assert.strictEqual(h.count, 2)
+      assert.strictEqual(h.max, 2)
+    }).pipe(Effect.scoped))
+})
+
+describe("ConnectionPool: lifetime and idle eviction (TestClock)", () => {
+  it.effect("an idle session is closed at maxLifetime (no jitter)", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxLifetime: "5 minutes", lifetimeJitter: 0, idleTimeout: 0 })
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void)
+      yield* TestClock.adjust("4 minutes")
+      assert.strictEqual((yield* pool.stats("a")).total, 1)
+      yield* TestClock.adjust("1 minute")
+      yield* settle
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.total, 0)
+      assert.strictEqual(s.destroyed.lifetime, 1)
+      assert.strictEqual(state.closed, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("a busy session past its lifetime is not lent again and is closed when returned", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxLifetime: "1 minute", lifetimeJitter: 0, idleTimeout: 0 })
+      yield* pool.add("a", cfg)
+      const held = yield* hold(pool, "a")
+      yield* TestClock.adjust("2 minutes")
+      assert.strictEqual(state.closed, 0)
+      const other = yield* pool.use("a", (c) => Effect.succeed(fakeId(c)))
+      assert.notStrictEqual(other, fakeId(held.conn))
+      yield* held.release
+      yield* settle
+      assert.isFalse(state.live.has(fakeId(held.conn)))
+      assert.strictEqual((yield* pool.stats("a")).destroyed.lifetime, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("lifetimes are staggered: sessions made together expire over [L·(1−jitter), L]", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup({
+        maxConnections: 20,
+        maxRequestsPerConnection: 1,
+        maxLifetime: "100 seconds",
+        lifetimeJitter: 0.5,
+        idleTimeout: 0
+      })
+      yield* pool.add("a", cfg)
+      const held = []
+      for (let i = 0; i < 20; i++) held.push(yield* Effect.forkChild(hold(pool, "a")))
+      const all = yield* Fiber.joinAll(held)
+      for (const h of all) yield* h.release
+      assert.strictEqual((yield* pool.stats("a")).total, 20)
+      yield* TestClock.adjust("49 seconds")
+      assert.strictEqual((yield* pool.stats("a")).total, 20)
+      yield* TestClock.adjust("26 seconds") // t = 75 s: some, not all (P(all one side) ≈ 2e-6)
+      const mid = (yield* pool.stats("a")).total
+      assert.isAbove(mid, 0)
+      assert.isBelow(mid, 20)
+      yield* TestClock.adjust("26 seconds")
+      assert.strictEqual((yield* pool.stats("a")).total, 0)
+    }).pipe(Effect.scoped))
+
+  it.effect("idle sessions above minIdle are closed after idleTimeout", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({
+        maxRequestsPerConnection: 1,
+        minIdle: 1,
+        idleTimeout: "2 minutes",
+        maxLifetime: 0
+      })
+      yield* pool.add("a", cfg)
+      const held = []
+      for (let i = 0; i < 3; i++) held.push(yield* hold(pool, "a"))
+      for (const h of held) yield* h.release
+      assert.strictEqual((yield* pool.stats("a")).idle, 3)
+      yield* TestClock.adjust("119 seconds")
+      assert.strictEqual((yield* pool.stats("a")).idle, 3)
+      yield* TestClock.adjust("2 seconds")
+      yield* settle
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.idle, 1)
+      assert.strictEqual(s.destroyed.idle, 2)
+      assert.strictEqual(state.live.size, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("a borrow renews idleness: a session used every minute is never idle-evicted", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ idleTimeout: "2 minutes", maxLifetime: 0 })
+      yield* pool.add("a", cfg)
+      for (let i = 0; i < 10; i++) {
+        yield* pool.use("a", () => Effect.void)
+        yield* TestClock.adjust("1 minute")
+      }
+      assert.strictEqual(state.created, 1)
+      assert.strictEqual((yield* pool.stats("a")).destroyed.idle, 0)
+    }).pipe(Effect.scoped))
+
+  it.effect("minIdle keeps sessions warm without any borrow", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ minIdle: 2 })
+      yield* pool.add("a", cfg)
+      yield* settle
+      assert.strictEqual(state.created, 2)
+      assert.strictEqual((yield* pool.stats("a")).idle, 2)
+    }).pipe(Effect.scoped))
+
+  it.effect("maxIdle (seed MaxIdleConns) closes sessions returned beyond it", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup({ maxRequestsPerConnection: 1, maxIdle: 2 })
+      yield* pool.add("a", cfg)
+      const held = []
+      for (let i = 0; i < 4; i++) held.push(yield* hold(pool, "a"))
+      for (const h of held) yield* h.release
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.idle, 2)
+      assert.strictEqual(s.destroyed.excess, 2)
+    }).pipe(Effect.scoped))
+
+  it.effect("a long-idle session is pinged on borrow and replaced if the ping fails; the caller sees no error", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ pingAfterIdle: "10 seconds", idleTimeout: 0, maxLifetime: 0 })
+      yield* pool.add("a", cfg)
+      const first = yield* pool.use("a", (c) => Effect.succeed(fakeId(c)))
+      yield* TestClock.adjust("5 seconds")
+      yield* pool.use("a", () => Effect.void)
+      assert.strictEqual(state.pings, 0)
+      yield* TestClock.adjust("11 seconds")
+      yield* pool.use("a", () => Effect.void)
+      assert.strictEqual(state.pings, 1)
+      yield* TestClock.adjust("11 seconds")
+      state.failPing = true
+      const id = yield* pool.use("a", (c) => Effect.succeed(fakeId(c)))
+      assert.notStrictEqual(id, first)
+      assert.strictEqual((yield* pool.stats("a")).destroyed.ping, 1)
+    }).pipe(Effect.scoped))
+})
+
+describe("ConnectionPool: start-up, failures, remove and close", () => {
+  it.effect("at most maxConcurrentConnects sessions start at once, across servers", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxConcurrentConnects: 2, minIdle: 3 })
+      const gate = yield* Deferred.make<void>()
+      state.gate = gate
+      for (const name of ["a", "b", "c"]) yield* pool.add(name, cfg)
+      yield* settle
+      assert.strictEqual(state.connecting, 2)
+      assert.strictEqual((yield* pool.statsAll).reduce((n, s) => n + s.starting, 0), 9)
+      yield* Deferred.succeed(gate, undefined)
+      yield* settle
+      assert.strictEqual(state.created, 9)
+      assert.strictEqual(state.peakConnecting, 2)
+    }).pipe(Effect.scoped))
+
+  it.effect("a server that fails to start fails its waiters with McpConnectError, not a timeout", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxRequestsPerConnection: 1 })
+      yield* pool.add("a", cfg)
+      state.failNext = 1
+      const e = yield* Effect.flip(pool.use("a", () => Effect.void))
+      assert.strictEqual(e._tag, "McpConnectError")
+      const s = yield* pool.stats("a")
+      assert.strictEqual(s.connectFailures, 1)
+      assert.strictEqual(s.pending, 0)
+      // and it recovers
+      yield* pool.use("a", () => Effect.void)
+    }).pipe(Effect.scoped))
+
+  it.effect("remove closes that server's sessions and wakes its waiters with PoolClosedError", () =>
+    Effect.gen(function*() {
+      const { pool, state, liveOf } = yield* setup({ maxConnections: 1, maxRequestsPerConnection: 1 })
+      yield* pool.add("a", cfg)
+      yield* pool.add("b", cfg)
+      yield* pool.use("b", () => Effect.void)
+      const held = yield* hold(pool, "a")
+      const waiter = yield* Effect.forkChild(Effect.flip(pool.use("a", () => Effect.void)))
+      yield* settle
+      yield* pool.remove("a")
+      const e = yield* Fiber.join(waiter)
+      assert.strictEqual(e._tag, "PoolClosedError")
+      assert.strictEqual(liveOf("a").length, 0)
+      assert.strictEqual(liveOf("b").length, 1)
+      assert.deepStrictEqual(yield* pool.list, ["b"])
+      yield* held.release // releasing after remove is harmless
+      const unknown = yield* Effect.flip(pool.use("a", () => Effect.void))
+      assert.strictEqual(unknown._tag, "PoolUnknownServerError")
+      assert.strictEqual(state.created - state.closed, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("add with an existing name replaces its config and drains the old sessions", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup()
+      yield* pool.add("a", cfg)
+      const held = yield* hold(pool, "a")
+      yield* pool.add("a", { type: "stdio", command: "fake2" }, { maxConnections: 2 })
+      const next = yield* pool.use("a", (c) => Effect.succeed(fakeId(c)))
+      assert.notStrictEqual(next, fakeId(held.conn))
+      assert.isTrue(state.live.has(fakeId(held.conn)))
+      yield* held.release
+      yield* settle
+      assert.isFalse(state.live.has(fakeId(held.conn)))
+      assert.strictEqual((yield* pool.stats("a")).destroyed.replaced, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("close ends every session, busy or idle, and wakes waiters with PoolClosedError", () =>
+    Effect.gen(function*() {
+      const fakes = makeFakes()
+      const scope = yield* Scope.make()
+      const pool = yield* ConnectionPool.make({ maxConnections: 2, maxRequestsPerConnection: 1 }, { connect: fakes.connect }).pipe(
+        Scope.provide(scope)
+      )
+      yield* pool.add("a", cfg)
+      yield* pool.add("b", cfg, { minIdle: 2 })
+      const busy = yield* Effect.forkChild(Effect.exit(pool.use("a", () => Effect.never)))
+      yield* Effect.forkChild(Effect.exit(pool.use("a", () => Effect.never)))
+      const waiter = yield* Effect.forkChild(Effect.flip(pool.use("a", () => Effect.void)))
+      yield* settle
+      assert.strictEqual(fakes.state.live.size, 4)
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(fakes.state.live.size, 0)
+      assert.strictEqual(fakes.state.created, fakes.state.closed)
+      const e = yield* Fiber.join(waiter)
+      assert.strictEqual(e._tag, "PoolClosedError")
+      const after = yield* Effect.flip(pool.use("a", () => Effect.void))
+      assert.strictEqual(after._tag, "PoolClosedError")
+      yield* Fiber.interrupt(busy)
+    }))
+
+  it.effect("gauges and counters are series per server", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup({ maxRequestsPerConnection: 1 })
+      yield* pool.add("gauged", cfg)
+      const held = yield* hold(pool, "gauged")
+      yield* pool.use("gauged", () => Effect.void)
+      const gauge = (state: string) =>
+        Effect.map(Metric.value(Metric.withAttributes(ConnectionPool.metrics.connections, { server: "gauged", state })), (s) => s.value)
+      assert.strictEqual(yield* gauge("total"), 2)
+      assert.strictEqual(yield* gauge("active"), 1)
+      assert.strictEqual(yield* gauge("idle"), 1)
+      assert.strictEqual(yield* gauge("pending"), 0)
+      const counter = (m: Metric.Counter<number>, attrs: Record<string, string> = {}) =>
+        Effect.map(Metric.value(Metric.withAttributes(m, { server: "gauged", ...attrs })), (s) => s.count)
+      assert.strictEqual(yield* counter(ConnectionPool.metrics.acquired), 2)
+      assert.strictEqual(yield* counter(ConnectionPool.metrics.released), 1)
+      assert.strictEqual(yield* counter(ConnectionPool.metrics.created), 2)
+      yield* pool.invalidate("gauged", held.conn)
+      yield* held.release
+      assert.strictEqual(yield* counter(ConnectionPool.metrics.destroyed, { reason: "invalidated" }), 1)
+    }).pipe(Effect.scoped))
+})
