@@ -117,7 +117,7 @@ describe("McpClientManager", () => {
       assert.strictEqual(capped._tag, "McpTimeoutError")
       assert.isBelow(Date.now() - started, 4_000)
     }).pipe(Effect.provide(manager({
-      mcpServers: { demo: { ...demo(), keel: { timeouts: { call: 2000, tools: { slow: 300 }, max: 1500 } } } }
+      mcpServers: { demo: { ...demo(), keel: { timeouts: { call: 2000, tools: { slow: 300 }, max: 1500, resetOnProgress: true } } } }
     }))))
 
   it.live("tools/list_changed refreshes the cached list", () =>

@@ -38,7 +38,7 @@
  */
 import type { CallToolResult, ElicitRequest, ElicitResult, ListToolsResult, Tool } from "@modelcontextprotocol/client"
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/client/validators/ajv"
-import { Cause, Context, Duration, Effect, Exit, Layer, PubSub, Redacted, Schedule, Schema, Scope, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Layer, Redacted, Schedule, Schema, Scope, Stream } from "effect"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
 import * as ConnectionPool from "./ConnectionPool.ts"
 import {
@@ -52,7 +52,7 @@ import { type ServerEntry, decodeConfig, loadConfigFile, type McpConfig, type Se
 import type { McpError } from "./McpError.ts"
 import * as McpMetrics from "./McpMetrics.ts"
 import { type McpConfigError, networkTransport, type ServerConfig, type ServerConfigInput } from "./ServerConfig.ts"
-import { resolveTimeout, type TimeoutsConfig } from "./Timeouts.ts"
+import { resolveTimeout } from "./Timeouts.ts"
 import * as ToolCache from "./ToolCache.ts"
 import { McpTimeoutError } from "./McpError.ts"
 
@@ -184,7 +184,7 @@ export interface Manager {
   readonly status: (server: string) => Effect.Effect<ServerStatus, UnknownServerError>
   /** The status of every server. */
   readonly statuses: Effect.Effect<ReadonlyArray<ServerStatus>>
-  /** Breaker events of every server. */
+  /** Breaker events of the servers connected when the stream starts. */
   readonly breakerEvents: Stream.Stream<CircuitBreaker.CircuitBreakerEvent>
   /** The breaker of a server, for manual control (`isolate`, `reset`, ...). */
   readonly breaker: (server: string) => Effect.Effect<CircuitBreaker.Breaker, UnknownServerError>
@@ -278,7 +278,6 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
     const retryTimes = options.retry?.times ?? defaultRetryTimes
 
     const cache = yield* ToolCache.make({ ...options.config.cache, name: "tools" })
-    const events = yield* PubSub.unbounded<CircuitBreaker.CircuitBreakerEvent>()
 
     const handlers = options.handlers
     const connectOptions = (server: string): ConnectOptions => ({
@@ -347,8 +346,6 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
         }
         const scope = yield* Scope.fork(managerScope)
         const breaker = yield* CircuitBreaker.make(entry.name, entry.breaker).pipe(Scope.provide(scope))
-        // Forward this breaker's events to the manager-wide stream.
-        yield* Effect.forkIn(Stream.runForEach(breaker.events, (e) => PubSub.publish(events, e)), scope)
         yield* Effect.orDie(pool.add(entry.name, entry.config, encodePoolSettings(entry.pool)))
         runtimes.set(entry.name, {
           entry,
@@ -426,14 +423,19 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
       rt: ServerRuntime,
       tool: Tool,
       args: Record<string, unknown>,
-      timeouts: TimeoutsConfig,
       callOptions: ManagerCallOptions | undefined
     ): Effect.Effect<CallToolResult, CallToolError> => {
-      const t = resolveTimeout(timeouts, tool.name, callOptions?.timeout)
+      const t = resolveTimeout(rt.entry.timeouts, tool.name, callOptions?.timeout)
+      const withProgress = t.resetOnProgress || callOptions?.onProgress !== undefined
+      if (!withProgress) {
+        // The common case: one timer, the SDK's.
+        const wire: CallOptions = { timeout: t.timeoutMs }
+        return rt.breaker.execute(pool.use(rt.entry.name, (c) => c.callTool(tool.name, args, wire)))
+      }
       const wire: CallOptions = {
         timeout: t.timeoutMs,
         resetTimeoutOnProgress: t.resetOnProgress,
-        // The SDK resets on progress only when a progress callback is set.
+        // The SDK asks for progress (and resets on it) only when a progress callback is set.
         onProgress: callOptions?.onProgress ?? (() => {}),
         maxTotalTimeout: t.maxMs
       }
@@ -460,7 +462,7 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
         const rt = yield* lookup(server)
         const tool = yield* findTool(rt, toolName, callOptions?.credential)
         if (callOptions?.skipValidation !== true) yield* validate(rt, tool, args)
-        return yield* attempt(rt, tool, args, rt.entry.timeouts, callOptions).pipe(
+        return yield* attempt(rt, tool, args, callOptions).pipe(
           Effect.retry({ schedule: retrySchedule, times: retryTimes, while: retryable(tool) }),
           Effect.onError(noteError(rt)),
           McpMetrics.track({ server, transport: rt.transport, method: "tools/call", tool: toolName })
@@ -521,7 +523,10 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
           rt.breaker.execute(pool.use(server, (c) => c.ping({ timeout: rt.entry.timeouts.call })))),
       status: (server) => Effect.flatMap(lookup(server), statusOf),
       statuses: Effect.suspend(() => Effect.forEach([...runtimes.values()], statusOf)),
-      breakerEvents: Stream.fromPubSub(events),
+      // Subscribing makes breakers publish per-call events; merge only when someone listens.
+      breakerEvents: Stream.unwrap(Effect.sync(() =>
+        Stream.mergeAll(Array.from(runtimes.values(), (rt) => rt.breaker.events), { concurrency: "unbounded" })
+      )),
       breaker: (server) => Effect.map(lookup(server), (rt) => rt.breaker),
       cache,
       pool

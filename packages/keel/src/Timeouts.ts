@@ -8,9 +8,11 @@
  * 3. the server's `call`;
  * 4. the manager-wide defaults (the same fields).
  *
- * When the server sends progress for a call and `resetOnProgress` is on, each progress notification restarts
- * the timeout; `max` bounds the whole call whatever progress arrives (Keel enforces it itself: the SDK checks
- * its `maxTotalTimeout` only when a progress notification arrives).
+ * With `resetOnProgress` on (per server, or per call by passing `onProgress`), Keel asks the server for
+ * progress and each notification restarts the timeout; `max` bounds the whole call whatever progress
+ * arrives (Keel enforces it itself: the SDK checks its `maxTotalTimeout` only when progress arrives). Off
+ * by default: asking for progress and racing a second timer cost every call a little, for the few tools
+ * that report progress.
  *
  * @since 0.1.0
  */
@@ -26,7 +28,7 @@ const Millis = (defaultMillis: number) =>
  * | ----------------- | ------- | -------------------------------------------------------------- |
  * | `call`            | 30 s    | a call's timeout, restarted by progress when `resetOnProgress`  |
  * | `tools`           | `{}`    | per-tool overrides of `call`, by tool name                      |
- * | `resetOnProgress` | `true`  | progress notifications restart the timeout                      |
+ * | `resetOnProgress` | `false` | ask for progress; each notification restarts the timeout        |
  * | `max`             | 5 min   | hard maximum for one call, progress or not                      |
  *
  * @since 0.1.0
@@ -35,7 +37,7 @@ const Millis = (defaultMillis: number) =>
 export const TimeoutsConfig = Schema.Struct({
   call: Millis(30_000),
   tools: Schema.Record(Schema.String, Schema.DurationFromMillis).pipe(Schema.withDecodingDefaultKey(Effect.succeed({}))),
-  resetOnProgress: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(true))),
+  resetOnProgress: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(false))),
   max: Millis(300_000)
 })
 

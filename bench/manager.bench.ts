@@ -1,0 +1,108 @@
+/**
+ * McpClientManager benchmark: the full stack (validation, metrics, retry, breaker, pool, timeout) vs a bare
+ * SDK v2 client, on the same kind of server (the demo server over stdio), in one run.
+ *
+ *   export PATH=$PWD/node_modules/.bin:$PATH && node bench/manager.bench.ts
+ *
+ * 1. Sequential `callTool("add")` latency: rounds alternate bare / manager so both see the same machine
+ *    load; median and p99 over all rounds.
+ * 2. Throughput at 32 concurrent callers: a bare client (one session), and the manager with pools of 1, 2
+ *    and 4 sessions.
+ *
+ * Prints a markdown table and writes bench/RESULTS-manager.md. Every number comes from this run.
+ */
+import { Client } from "@modelcontextprotocol/client"
+import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
+import { demoStdio } from "@keel/demo-server"
+import { Effect, Layer, ManagedRuntime } from "effect"
+import { McpClientManager } from "../packages/keel/src/McpClientManager.ts"
+import { machine, quantile, writeResults } from "./report.ts"
+
+const smoke = process.env.KEEL_BENCH_SMOKE === "1"
+const ROUNDS = smoke ? 4 : 20
+const PER_ROUND = smoke ? 50 : 200
+const THROUGHPUT_CALLS = smoke ? 1_000 : 6_000
+const CONCURRENCY = 32
+
+const bare = new Client({ name: "bench", version: "1" })
+await bare.connect(new StdioClientTransport({ ...demoStdio(), stderr: "ignore" }))
+
+const managerRuntime = (maxConnections: number) =>
+  ManagedRuntime.make(
+    McpClientManager.layerConfig({
+      mcpServers: { demo: { ...demoStdio(), keel: { pool: { maxConnections, minIdle: maxConnections } } } }
+    }) as Layer.Layer<McpClientManager, never>
+  )
+
+const rt1 = managerRuntime(1)
+const call = (a: number) =>
+  McpClientManager.use((m) => m.callTool("demo", "add", { a, b: 1 }))
+
+// Warm both paths (connect, cache the tool list, JIT).
+for (let i = 0; i < 300; i++) {
+  await bare.callTool({ name: "add", arguments: { a: i, b: 1 } })
+  await rt1.runPromise(call(i))
+}
+
+// 1. Sequential latency, interleaved rounds.
+const bareSamples: Array<number> = []
+const managerSamples: Array<number> = []
+for (let round = 0; round < ROUNDS; round++) {
+  for (let i = 0; i < PER_ROUND; i++) {
+    const t = performance.now()
+    await bare.callTool({ name: "add", arguments: { a: i, b: 1 } })
+    bareSamples.push((performance.now() - t) * 1000)
+  }
+  for (let i = 0; i < PER_ROUND; i++) {
+    const t = performance.now()
+    await rt1.runPromise(call(i))
+    managerSamples.push((performance.now() - t) * 1000)
+  }
+}
+const bareMedian = quantile(bareSamples, 0.5)
+const managerMedian = quantile(managerSamples, 0.5)
+const added = (managerMedian - bareMedian) / bareMedian
+
+// 2. Throughput at 32 concurrent callers.
+const throughputOf = async (run: (i: number) => Promise<unknown>): Promise<number> => {
+  let next = 0
+  const t = performance.now()
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < THROUGHPUT_CALLS) await run(next++)
+  }))
+  return THROUGHPUT_CALLS / ((performance.now() - t) / 1000)
+}
+const bareThroughput = await throughputOf((i) => bare.callTool({ name: "add", arguments: { a: i, b: 1 } }))
+const pooled: Array<[number, number]> = []
+for (const size of [1, 2, 4]) {
+  const rt = size === 1 ? rt1 : managerRuntime(size)
+  for (let i = 0; i < 100; i++) await rt.runPromise(call(i))
+  pooled.push([size, await throughputOf((i) => rt.runPromise(call(i)))])
+  if (rt !== rt1) await rt.dispose()
+}
+await rt1.dispose()
+await bare.close()
+
+const us = (x: number) => `${x.toFixed(1)} µs`
+const lines = [
+  `### Manager stack vs a bare SDK v2 client (demo server, stdio, \`tools/call add\`)`,
+  "",
+  `Sequential: ${ROUNDS} interleaved rounds of ${PER_ROUND} calls each.`,
+  "",
+  "| path | median | p99 |",
+  "| --- | ---: | ---: |",
+  `| bare SDK v2 \`Client.callTool\` | ${us(bareMedian)} | ${us(quantile(bareSamples, 0.99))} |`,
+  `| \`McpClientManager.callTool\` (validate, metrics, retry, breaker, pool, timeout) | ${us(managerMedian)} | ${us(quantile(managerSamples, 0.99))} |`,
+  "",
+  `Added median latency: **${(added * 100).toFixed(1)} %** (${us(managerMedian - bareMedian)}); target ≤ 5 %.`,
+  "",
+  `Throughput, ${CONCURRENCY} concurrent callers, ${THROUGHPUT_CALLS} calls each:`,
+  "",
+  "| path | calls/s | vs bare |",
+  "| --- | ---: | ---: |",
+  `| bare SDK v2 client (one session) | ${bareThroughput.toFixed(0)} | 1.00× |`,
+  ...pooled.map(([size, cps]) => `| manager, pool of ${size} session${size > 1 ? "s" : ""} | ${cps.toFixed(0)} | ${(cps / bareThroughput).toFixed(2)}× |`)
+]
+console.log(lines.join("\n"))
+if (!smoke) writeResults("manager", lines)
+console.log(machine())
