@@ -106,7 +106,8 @@ describe("ConnectionPool with demo-server children", () => {
       }
       yield* Fiber.joinAll(fibers)
       assert.isAtMost(peak, 2)
-      assert.strictEqual((yield* pool.stats("demo")).created, 2)
-      assert.strictEqual(pidsWithMarker(marker).length, 2)
+      const s = yield* pool.stats("demo")
+      assert.isAtMost(s.created, 2)
+      assert.strictEqual(pidsWithMarker(marker).length, s.total)
     }).pipe(Effect.scoped))
 })
