@@ -108,6 +108,7 @@ describe("ConnectionPool with demo-server children", () => {
       assert.isAtMost(peak, 2)
       const s = yield* pool.stats("demo")
       assert.isAtMost(s.created, 2)
-      assert.strictEqual(pidsWithMarker(marker).length, s.total)
+      // A session the pool has already dropped may take a moment to exit: wait for the OS to agree.
+      yield* eventually(() => pidsWithMarker(marker).length === s.total, 5_000, "live children equal the pool's count")
     }).pipe(Effect.scoped))
 })
