@@ -109,8 +109,9 @@ export interface ClientHandlers {
 }
 
 /**
- * Retry policy: `schedule` between attempts (default: exponential from 50 ms, jittered) and `times`, the
- * most retries (default 3).
+ * Retry policy for errors that are safe to retry (see the module doc): the first retry is immediate (the
+ * pool has already replaced a dead session), later ones follow `schedule` (default: exponential from 50 ms,
+ * jittered); `times` is the most retries (default 3).
  *
  * @since 0.1.0
  * @category models
@@ -457,17 +458,23 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
       return rt.breaker.execute(call)
     }
 
+    // The hot path: plain combinators (no generator per call), and the retry machinery built only once an
+    // attempt has failed with a retryable error.
     const callTool: Manager["callTool"] = (server, toolName, args = {}, callOptions) =>
-      Effect.gen(function*() {
-        const rt = yield* lookup(server)
-        const tool = yield* findTool(rt, toolName, callOptions?.credential)
-        if (callOptions?.skipValidation !== true) yield* validate(rt, tool, args)
-        return yield* attempt(rt, tool, args, callOptions).pipe(
-          Effect.retry({ schedule: retrySchedule, times: retryTimes, while: retryable(tool) }),
-          Effect.onError(noteError(rt)),
-          McpMetrics.track({ server, transport: rt.transport, method: "tools/call", tool: toolName })
-        )
-      })
+      Effect.flatMap(lookup(server), (rt) =>
+        Effect.flatMap(findTool(rt, toolName, callOptions?.credential), (tool) => {
+          const once = attempt(rt, tool, args, callOptions)
+          const canRetry = retryable(tool)
+          const call = Effect.catch(once, (error) =>
+            canRetry(error)
+              ? Effect.retry(once, { schedule: retrySchedule, times: retryTimes - 1, while: canRetry })
+              : Effect.fail(error))
+          const validated = callOptions?.skipValidation === true ? call : Effect.andThen(validate(rt, tool, args), call)
+          return validated.pipe(
+            Effect.tapCause(noteError(rt)),
+            McpMetrics.track({ server, transport: rt.transport, method: "tools/call", tool: toolName })
+          )
+        }))
 
     const statusOf = (rt: ServerRuntime): Effect.Effect<ServerStatus> =>
       Effect.gen(function*() {
