@@ -4,13 +4,18 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { demoServerEntry, demoStdio } from "@keel/demo-server"
-import { Effect, Exit, Fiber, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer, Stream } from "effect"
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { McpClientManager } from "./McpClientManager.ts"
 import { demoHttpServer, eventually, isRunning, pidsWithMarker, uniqueMarker } from "./testing/processes.ts"
 
 const require = createRequire(import.meta.url)
 const everything = require.resolve("@modelcontextprotocol/server-everything/dist/index.js", { paths: [demoServerEntry] })
+const filesystem = require.resolve("@modelcontextprotocol/server-filesystem/dist/index.js", { paths: [demoServerEntry] })
+const memory = require.resolve("@modelcontextprotocol/server-memory/dist/index.js", { paths: [demoServerEntry] })
 
 const demo = (flags: Parameters<typeof demoStdio>[0] = {}) => ({ type: "stdio", ...demoStdio(flags) })
 
@@ -194,4 +199,60 @@ describe("McpClientManager", () => {
       }).pipe(Effect.provide(Layer.fresh(manager({ mcpServers: { a: demo({ name: marker }), b: demo({ name: marker }) } }))))
       yield* eventually(() => pidsWithMarker(marker).length === 0, 5_000, "children gone")
     }))
+
+  it.live("drives the npm reference servers: server-filesystem and server-memory, with validation against their schemas", () =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => {
+        const dir = realpathSync(mkdtempSync(join(tmpdir(), "keel-fs-")))
+        writeFileSync(join(dir, "hello.txt"), "hello from keel")
+        return dir
+      }),
+      (dir) =>
+        Effect.gen(function*() {
+          const m = yield* McpClientManager
+          const listing = yield* m.callTool("fs", "list_directory", { path: dir })
+          assert.include(text(listing), "hello.txt")
+          const file = yield* m.callTool("fs", "read_text_file", { path: join(dir, "hello.txt") })
+          assert.include(text(file), "hello from keel")
+          // Outside the allowed directory: the server answers with an error result, typed.
+          const denied = yield* Effect.flip(m.callTool("fs", "read_text_file", { path: "/etc/hostname" }))
+          assert.strictEqual(denied._tag, "McpToolError")
+          // The server's own inputSchema is enforced before sending.
+          const bad = yield* Effect.flip(m.callTool("fs", "list_directory", { path: 42 }))
+          assert.strictEqual(bad._tag, "InvalidArgumentsError")
+          yield* m.callTool("memory", "create_entities", {
+            entities: [{ name: "Keel", entityType: "library", observations: ["built on Effect"] }]
+          })
+          const graph = yield* m.callTool("memory", "read_graph", {})
+          assert.include(text(graph), "built on Effect")
+        }).pipe(Effect.provide(manager({
+          mcpServers: {
+            fs: { command: process.execPath, args: [filesystem, dir] },
+            memory: { command: process.execPath, args: [memory], env: { MEMORY_FILE_PATH: join(dir, "memory.jsonl") } }
+          }
+        }))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    ))
+
+  it.live("health checks ping every server; breaker transitions stream from breakerEvents", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const transitions: Array<string> = []
+      yield* Effect.forkScoped(
+        m.breakerEvents.pipe(
+          Stream.filter((e) => e._tag === "StateTransition"),
+          Stream.runForEach((e) => Effect.sync(() => e._tag === "StateTransition" && transitions.push(`${e.server}:${e.from}->${e.to}`)))
+        )
+      )
+      yield* Effect.sleep(50)
+      yield* Effect.ignore(m.callTool("demo", "flaky", { key: "h", failFirst: 5 }))
+      yield* eventually(() => transitions.includes("demo:Closed->Open"), 5_000, "transition seen")
+      yield* Effect.flatMap(m.status("demo"), (s) => s.lastHealthCheck?.ok === true ? Effect.void : Effect.fail("no check yet")).pipe(
+        Effect.eventually,
+        Effect.timeout(5_000)
+      )
+    }).pipe(Effect.scoped, Effect.provide(McpClientManager.layerConfig(
+      { mcpServers: { demo: { ...demo(), keel: { breaker: { consecutiveFailureThreshold: 1 } } } } },
+      { healthCheckInterval: "100 millis" }
+    ))))
 })
