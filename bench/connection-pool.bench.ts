@@ -20,6 +20,7 @@ import { demoStdio } from "../packages/demo-server/src/index.ts"
 import * as ConnectionPool from "../packages/keel/src/ConnectionPool.ts"
 import { McpClient } from "../packages/keel/src/McpClient.ts"
 import type { ServerConfig } from "../packages/keel/src/ServerConfig.ts"
+import { quantile } from "./report.ts"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const everythingEntry = `${root}node_modules/@modelcontextprotocol/server-everything/dist/index.js`
@@ -35,10 +36,6 @@ const servers: ReadonlyArray<{ readonly label: string; readonly config: ServerCo
   { label: "server-everything", config: { type: "stdio", command: process.execPath, args: [everythingEntry, "stdio"] } }
 ]
 
-const quantile = (xs: ReadonlyArray<number>, q: number): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!
-}
 const median = (xs: ReadonlyArray<number>) => quantile(xs, 0.5)
 const fmt = (n: number, digits = 2) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
 const fmt0 = (n: number) => Math.round(n).toLocaleString("en-US")

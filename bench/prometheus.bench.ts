@@ -23,6 +23,7 @@ import { Effect, Metric } from "effect"
 import { McpClient } from "../packages/keel/src/McpClient.ts"
 import * as McpMetrics from "../packages/keel/src/McpMetrics.ts"
 import { PrometheusMetrics, type PrometheusMetricsConfigInput } from "../packages/prometheus/src/PrometheusMetrics.ts"
+import { quantile } from "./report.ts"
 
 const loadAtStart = loadavg().map((l) => l.toFixed(2)).join(", ")
 
@@ -33,10 +34,6 @@ const BATCHES = 300
 const BATCH = 1_000
 const REAL_CALLS = 2_000
 
-const quantile = (xs: ReadonlyArray<number>, q: number): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!
-}
 const fmt = (n: number, digits = 2) => n.toFixed(digits)
 
 /** GET `url` with node:http, counting the body's bytes without decoding them (a scraper's minimum work). */

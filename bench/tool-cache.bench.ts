@@ -22,15 +22,12 @@ import * as EvictionPolicy from "../packages/keel/src/EvictionPolicy.ts"
 import * as KeyedCache from "../packages/keel/src/KeyedCache.ts"
 import { McpClient } from "../packages/keel/src/McpClient.ts"
 import { ToolCache } from "../packages/keel/src/ToolCache.ts"
+import { quantile } from "./report.ts"
 
 const CAPACITY = 1_000
 const KEYSPACE = 2_000
 const OPS = 1_000_000
 
-const quantile = (xs: Array<number>, q: number): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!
-}
 
 // A skewed key stream (80% of requests on 20% of keys), fixed seed, shared by every contender.
 const keys = (() => {

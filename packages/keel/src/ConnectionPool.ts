@@ -5,7 +5,7 @@
  *
  * ```ts
  * import { Effect } from "effect"
- * import { ConnectionPool } from "@keel/core"
+ * import { ConnectionPool } from "@keel/core/ConnectionPool"
  *
  * const program = Effect.gen(function*() {
  *   const pool = yield* ConnectionPool

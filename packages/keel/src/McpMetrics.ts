@@ -38,7 +38,7 @@
  *
  * ```ts
  * import { Effect } from "effect"
- * import { McpMetrics } from "@keel/core/McpMetrics"
+ * import { McpMetrics } from "@keel/core" // or: import * as McpMetrics from "@keel/core/McpMetrics"
  *
  * // time a call and record it (error.type is derived from the typed error)
  * const result = connection.callTool("echo", { message: "hi" }).pipe(
@@ -556,6 +556,20 @@ const recordSeries = (
   }
 }
 
+/** The recorder's series for an operation, looked up with `context` current (for the overflow counter). */
+const seriesIn = (
+  recorder: Recorder,
+  operation: { readonly server: string; readonly transport: string; readonly method: string; readonly tool?: string | undefined },
+  context: Context.Context<never>
+): OperationSeries => {
+  currentContext = context
+  try {
+    return recorder.series(operation.server, operation.transport, operation.method, operation.tool)
+  } finally {
+    currentContext = undefined
+  }
+}
+
 /**
  * Records an operation synchronously, given the context (for hot paths that hold one, e.g. in
  * `Effect.withFiber`).
@@ -565,13 +579,7 @@ const recordSeries = (
  */
 export const recordOperationUnsafe = (operation: Operation, context: Context.Context<never>): void => {
   const recorder = Context.get(context, CurrentRecorder)
-  currentContext = context
-  let series: OperationSeries
-  try {
-    series = recorder.series(operation.server, operation.transport, operation.method, operation.tool)
-  } finally {
-    currentContext = undefined
-  }
+  const series = seriesIn(recorder, operation, context)
   recordSeries(recorder, series, operation.durationSeconds, operation.errorType, operation.statusCode, context)
 }
 
@@ -651,13 +659,7 @@ export const track = (operation: TrackedOperation) => <A, E, R>(self: Effect.Eff
   Effect.withFiber((fiber) => {
     const context = fiber.context
     const recorder = Context.get(context, CurrentRecorder)
-    currentContext = context
-    let series: OperationSeries
-    try {
-      series = recorder.series(operation.server, operation.transport, operation.method, operation.tool)
-    } finally {
-      currentContext = undefined
-    }
+    const series = seriesIn(recorder, operation, context)
     const start = performance.now()
     return Effect.onExitPrimitive(self, (exit) => {
       const seconds = (performance.now() - start) / 1000

@@ -4,9 +4,9 @@
  * an error message or a metric label.
  *
  * ```ts
- * import { ServerConfig } from "@keel/core"
+ * import { decodeServerConfig } from "@keel/core"
  *
- * const github = ServerConfig.decode({
+ * const github = decodeServerConfig({
  *   type: "stdio",
  *   command: "node",
  *   args: ["server.js"],

@@ -48,7 +48,8 @@
  *
  * ```ts
  * import { Effect } from "effect"
- * import { McpClient, ToolCache } from "@keel/core"
+ * import { McpClient } from "@keel/core"
+ * import { ToolCache } from "@keel/core/ToolCache"
  *
  * const program = Effect.gen(function*() {
  *   const tools = yield* ToolCache

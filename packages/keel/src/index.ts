@@ -1,5 +1,6 @@
 /**
- * `@keel/core`: production-grade MCP clients for Effect.
+ * `@keel/core`: production-grade MCP clients for Effect. Each module is also importable on its own, e.g.
+ * `import { ConnectionPool } from "@keel/core/ConnectionPool"`.
  *
  * | module              | what it is                                                                  | seed tutorial name |
  * | ------------------- | --------------------------------------------------------------------------- | ------------------ |
