@@ -23,7 +23,7 @@ const benches = readdirSync(dir)
 let failed = 0
 for (const file of benches) {
   console.log(`\n=== ${file} ===`)
-  const run = spawnSync(process.execPath, [join(dir, file)], { stdio: "inherit", cwd: join(dir, "..") })
+  const run = spawnSync(process.execPath, [join(dir, file), "--write"], { stdio: "inherit", cwd: join(dir, "..") })
   if (run.status !== 0) failed++
 }
 
