@@ -210,7 +210,7 @@ describe("ConnectionPool: borrowing", () => {
       assert.strictEqual(d.maxConnections, 10)
       assert.strictEqual(d.minIdle, 0)
       assert.strictEqual(d.maxIdle, undefined)
-      assert.strictEqual(d.maxRequestsPerConnection, 8)
+      assert.strictEqual(d.maxRequestsPerConnection, 32)
       assert.strictEqual(d.maxConcurrentConnects, 4)
       assert.strictEqual(String(d.maxLifetime), String(ConnectionPool.defaultConfig.maxLifetime))
     }))

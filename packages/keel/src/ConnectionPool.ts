@@ -98,7 +98,7 @@ const int = (min: number, def: number) =>
  * | `lifetimeJitter`           | 0.1     | up to this share of `maxLifetime` is taken off each session, at random   |
  * | `idleTimeout`              | 2 min   | idle sessions above `minIdle` are closed after this; 0 = never (seed `ConnMaxIdleTime`) |
  * | `acquireTimeout`           | 30 s    | longest wait for a session → {@link PoolTimeoutError}                    |
- * | `maxRequestsPerConnection` | 8       | borrowers sharing one session at once (MCP multiplexes requests)         |
+ * | `maxRequestsPerConnection` | 32      | borrowers sharing one session at once (MCP multiplexes requests)         |
  * | `pingAfterIdle`            | 30 s    | ping a session on borrow once it has been idle this long; `null` = never |
  * | `pingTimeout`              | 5 s     | how long that ping may take                                              |
  *
@@ -117,7 +117,7 @@ export const PoolSettings = Schema.Struct({
   ),
   idleTimeout: millis(120_000),
   acquireTimeout: millis(30_000),
-  maxRequestsPerConnection: int(1, 8),
+  maxRequestsPerConnection: int(1, 32),
   pingAfterIdle: Schema.NullOr(Schema.DurationFromMillis).pipe(Schema.withDecodingDefaultKey(Effect.succeed(30_000))),
   pingTimeout: millis(5_000)
 })
