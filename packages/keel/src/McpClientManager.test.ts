@@ -255,4 +255,38 @@ describe("McpClientManager", () => {
       { mcpServers: { demo: { ...demo(), keel: { breaker: { consecutiveFailureThreshold: 1 } } } } },
       { healthCheckInterval: "100 millis" }
     ))))
+
+  it.live("server→client requests reach the plugged-in handlers: sampling, roots, elicitation (server-everything)", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const names = (yield* m.listTools("everything")).map((t) => t.name)
+      // server-everything registers these tools only for clients that declare the capability.
+      for (const n of ["trigger-sampling-request", "get-roots-list", "trigger-elicitation-request"]) assert.include(names, n)
+      const sampled = yield* m.callTool("everything", "trigger-sampling-request", { prompt: "say hi", maxTokens: 10 })
+      assert.include(text(sampled), "keel-test-model")
+      assert.match(text(sampled) ?? "", /sampled by keel: .*say hi/)
+      const roots = yield* Effect.flatMap(Effect.succeed(undefined), () => m.callTool("everything", "get-roots-list", {})).pipe(
+        Effect.flatMap((r) => JSON.stringify(r.content).includes("file:///workspace/keel") ? Effect.succeed(r) : Effect.fail("roots not synced yet")),
+        Effect.eventually,
+        Effect.timeout(5_000)
+      )
+      assert.include(JSON.stringify(roots.content), "file:///workspace/keel")
+      const elicited = yield* m.callTool("everything", "trigger-elicitation-request", {})
+      assert.include(JSON.stringify(elicited.content), "accept")
+    }).pipe(Effect.provide(McpClientManager.layerConfig(
+      { mcpServers: { everything: { command: process.execPath, args: [everything, "stdio"] } } },
+      {
+        handlers: {
+          sampling: (request) =>
+            Effect.succeed({
+              role: "assistant",
+              content: { type: "text", text: `sampled by keel: ${(request as { messages: Array<{ content: { text: string } }> }).messages[0]?.content.text}` },
+              model: "keel-test-model",
+              stopReason: "endTurn"
+            }),
+          roots: () => Effect.succeed([{ uri: "file:///workspace/keel", name: "keel" }]),
+          elicitation: () => Effect.succeed({ action: "accept", content: { name: "Keel" } })
+        }
+      }
+    ))))
 })
