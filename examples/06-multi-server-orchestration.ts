@@ -7,10 +7,11 @@
  * - a parallel fan-out to every server at once;
  * - three error strategies: fail fast, collect all, and retry with a fallback server.
  *
- * Every figure printed is measured in this run.
+ * Every figure printed is measured in this run. Real servers join the fan-out unchanged: pass an
+ * `mcpServers` config file (`node examples/06-multi-server-orchestration.ts mcp.json`) or set `GITHUB_TOKEN`.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { McpClientManager } from "@keel/core"
+import { loadConfigFile, McpClientManager, type ServerConfig, type ServerConfigInput } from "@keel/core"
 import { demoServerEntry, demoStdio, spawnDemoHttp } from "@keel/demo-server"
 import { Console, Effect, Result, Schedule } from "effect"
 import { createRequire } from "node:module"
@@ -21,8 +22,9 @@ const everything = require.resolve("@modelcontextprotocol/server-everything/dist
 const textOf = (r: { readonly content: ReadonlyArray<{ readonly type: string; readonly text?: string }> }) => r.content[0]?.text ?? ""
 const since = (t: number) => `${(performance.now() - t).toFixed(1)} ms`
 
-const program = Effect.gen(function*() {
+const program = (extra: Record<string, ServerConfigInput | ServerConfig>) => Effect.gen(function*() {
   const mcp = yield* McpClientManager
+  for (const [name, config] of Object.entries(extra)) yield* mcp.connect(name, config)
   yield* Console.log(`servers: ${(yield* mcp.servers).join(", ")}`)
 
   // 1. Sequential chain: add on "math", the sum echoed by "text", then by "everything".
@@ -32,11 +34,17 @@ const program = Effect.gen(function*() {
   const relayed = textOf(yield* mcp.callTool("everything", "echo", { message: echoed }))
   yield* Console.log(`\n1. chain math.add → text.echo → everything.echo: "${relayed}" (${since(t)}, including the first connect to each server)`)
 
-  // 2. Parallel fan-out: the same question to every server at once.
+  // 2. Parallel fan-out: every server at once (echo where there is one, else its tool count).
   t = performance.now()
   const answers = yield* Effect.forEach(
     yield* mcp.servers,
-    (server) => Effect.map(mcp.callTool(server, "echo", { message: `ping ${server}` }), (r) => `${server}: ${textOf(r)}`),
+    (server) =>
+      Effect.flatMap(mcp.listTools(server), (tools) =>
+        tools.some((x) => x.name === "echo")
+          ? Effect.map(mcp.callTool(server, "echo", { message: `ping ${server}` }), (r) => `${server}: ${textOf(r)}`)
+          : Effect.succeed(`${server}: ${tools.length} tools`)).pipe(
+          Effect.catch((e) => Effect.succeed(`${server}: ${e._tag} ${e.message}`))
+        ),
     { concurrency: "unbounded" }
   )
   yield* Console.log(`\n2. fan-out to ${answers.length} servers in ${since(t)}:\n   ${answers.join("\n   ")}`)
@@ -87,7 +95,21 @@ const program = Effect.gen(function*() {
 
 const main = Effect.gen(function*() {
   const http = yield* Effect.acquireRelease(Effect.promise(() => spawnDemoHttp()), (s) => Effect.promise(() => s.stop()))
-  yield* program.pipe(
+  // Real servers, when asked for: the servers of a config file, or GitHub's with GITHUB_TOKEN.
+  const file = process.argv[2]
+  const extra: Record<string, ServerConfigInput | ServerConfig> = {}
+  if (file !== undefined) {
+    for (const s of (yield* loadConfigFile(file)).servers) extra[s.name] = s.config
+  }
+  if (process.env.GITHUB_TOKEN !== undefined) {
+    extra.github = {
+      type: "stdio",
+      command: "npx",
+      args: ["-y", "@modelcontextprotocol/server-github"],
+      env: { GITHUB_PERSONAL_ACCESS_TOKEN: process.env.GITHUB_TOKEN }
+    }
+  }
+  yield* program(extra).pipe(
     Effect.provide(McpClientManager.layerConfig({
       mcpServers: {
         math: demoStdio({ name: "math" }),
