@@ -72,7 +72,7 @@ const race = (permitted: number, fibers: number, letTimerRun: boolean) =>
   })
 
 describe("CircuitBreaker with no timer", () => {
-  it.effect("state is right with no traffic: Open reads HalfOpen when the wait ends, HalfOpen reads Open after its max wait", () =>
+  it.effect("state is right with no traffic: Open reads HalfOpen when the wait ends; HalfOpen waits for a probe, then reads Open after its max wait", () =>
     Effect.gen(function*() {
       const frozen = frozenClock()
       const breaker = yield* CB.make("idle", {
@@ -86,14 +86,20 @@ describe("CircuitBreaker with no timer", () => {
       assert.strictEqual(yield* breaker.state, "Open")
       frozen.set(5_000)
       assert.strictEqual(yield* breaker.state, "HalfOpen") // the seed kept saying "open" here
-      frozen.set(25_000)
-      const status = yield* breaker.status
-      assert.strictEqual(status.state, "Open")
-      assert.strictEqual(status.deadline, 25_000 + 10_000) // second opening: the wait doubled
-      frozen.set(10 * 60_000) // long idle: it keeps cycling by the rules, never stuck
-      const later = yield* breaker.status
-      assert.isTrue(later.state === "Open" || later.state === "HalfOpen")
-      assert.isTrue(later.deadline > 10 * 60_000)
+      frozen.set(10 * 60_000) // long idle: it waits half-open for a probe; the wait in Open does not grow
+      const idle = yield* breaker.status
+      assert.strictEqual(idle.state, "HalfOpen")
+      assert.strictEqual(idle.openings, 1)
+      assert.strictEqual(idle.deadline, Infinity)
+      // A probe that hangs: the max wait runs from the probe, then the breaker reopens with a doubled wait.
+      const probe = yield* Effect.forkChild(breaker.execute(Effect.never))
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* breaker.status).deadline, 10 * 60_000 + 20_000)
+      frozen.set(10 * 60_000 + 20_000)
+      const reopened = yield* breaker.status
+      assert.strictEqual(reopened.state, "Open")
+      assert.strictEqual(reopened.deadline, 10 * 60_000 + 20_000 + 10_000) // second opening: the wait doubled
+      yield* Fiber.interrupt(probe)
     }))
 })
 

@@ -67,7 +67,7 @@ class Model {
       this.openings++
       this.deadline = at + this.wait(this.openings)
     } else if (to === "HalfOpen") {
-      this.deadline = at + this.c.halfOpenMaxMs
+      // the max wait starts with the first probe (see admit)
       this.used = this.successes = this.slowProbes = 0
     }
     if (to === "Closed") this.openings = 0
@@ -102,7 +102,7 @@ class Model {
         return -2
       case "HalfOpen":
         if (this.used < this.c.permitted) {
-          this.used++
+          if (this.used++ === 0 && this.deadline === Infinity) this.deadline = this.now + this.c.halfOpenMaxMs
           return this.generation
         }
         return -1

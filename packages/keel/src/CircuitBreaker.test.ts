@@ -162,6 +162,27 @@ describe("CircuitBreaker transitions", () => {
       assert.isTrue(Exit.isSuccess(yield* run(breaker, ok)))
     }))
 
+  it.effect("no traffic: the breaker waits half-open (its wait does not grow), and the first call is a probe", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CB.make("srv", base)
+      yield* failTimes(breaker, 3)
+      yield* TestClock.adjust("30 minutes")
+      assert.strictEqual(yield* breaker.state, "HalfOpen")
+      assert.strictEqual((yield* breaker.stats).openings, 1)
+      assert.isTrue(Exit.isSuccess(yield* run(breaker, ok)))
+    }))
+
+  it.effect("pool errors are Keel's own saturation, not the server's: they never count", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CB.make("srv", { ...base, consecutiveFailureThreshold: 2 })
+      for (const _tag of ["PoolTimeoutError", "PoolClosedError", "PoolUnknownServerError"]) {
+        yield* Effect.exit(breaker.execute(Effect.fail({ _tag })))
+        yield* Effect.exit(breaker.execute(Effect.fail({ _tag })))
+      }
+      assert.strictEqual(yield* breaker.state, "Closed")
+      assert.strictEqual((yield* breaker.stats).failedCalls, 0)
+    }))
+
   it.effect("HalfOpen max wait: a hung probe cannot keep the breaker half-open", () =>
     Effect.gen(function*() {
       const breaker = yield* CB.make("srv", base)

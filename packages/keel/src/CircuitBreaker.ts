@@ -15,7 +15,8 @@
  *   from the `Clock` on every read, and a timer fiber publishes the transition.
  * - **HalfOpen** — exactly `permittedCallsInHalfOpen` probes are admitted (atomically, even under heavy
  *   contention). Any counted failure reopens; `successThresholdToClose` successful probes close. After
- *   `maxWaitDurationInHalfOpen` without a decision the breaker reopens, so it is never stuck half-open.
+ *   `maxWaitDurationInHalfOpen` from the first probe without a decision the breaker reopens, so it is never
+ *   stuck half-open; with no traffic it waits half-open, so the first call after a quiet period is a probe.
  * - Manual states: **ForcedOpen** (`isolate`), **Disabled** (`disable`, everything passes, nothing is
  *   recorded) and **MetricsOnly** (`metricsOnly`, everything passes, outcomes are recorded, never opens).
  *
@@ -132,7 +133,7 @@ const Fraction = (def: number) =>
  * | `waitDurationInOpenJitter`         | false         | scale each wait by a random factor in [0.8, 1.2] (before the cap) |
  * | `permittedCallsInHalfOpen`         | 3             | `MaxHalfOpenRequests`: probes admitted in HalfOpen          |
  * | `successThresholdToClose`          | 2             | `SuccessThreshold`: successful probes that close (≤ permitted) |
- * | `maxWaitDurationInHalfOpen`        | 60 s (ms)     | HalfOpen reopens after this without a decision              |
+ * | `maxWaitDurationInHalfOpen`        | 60 s (ms)     | HalfOpen reopens this long after its first probe without a decision |
  * | `countToolErrors`                  | false         | whether `McpToolError` (a tool result with `isError`) counts as a failure |
  *
  * Durations are encoded as milliseconds and decoded to `Duration`.
@@ -270,7 +271,8 @@ export type Classifier = (error: unknown) => Verdict | undefined
  * - `McpConnectError`, `McpTimeoutError`, `McpClosedError`, `McpProtocolError`: `"failure"`;
  * - `McpToolError` (the server answered, the tool reported an error): `"failure"` when
  *   `countToolErrors`, otherwise `"ignore"`;
- * - `CircuitOpenError` (a nested breaker rejected): `"ignore"`;
+ * - `CircuitOpenError` (a nested breaker rejected), `PoolTimeoutError`, `PoolClosedError`, `PoolUnknownServerError`
+ *   (the client's own pool is saturated or closing, not the server's fault): `"ignore"`;
  * - anything else: `"failure"` — an unknown error is treated as a sign of trouble.
  *
  * Defects (`Effect.die`) count as failures; interruption is always ignored and never reaches a classifier.
@@ -289,6 +291,10 @@ export const defaultClassifier = (error: unknown, countToolErrors: boolean): Ver
     case "McpToolError":
       return countToolErrors ? "failure" : "ignore"
     case "CircuitOpenError":
+    // The pool's own errors say the client is saturated or shutting down, not that the server failed.
+    case "PoolTimeoutError":
+    case "PoolClosedError":
+    case "PoolUnknownServerError":
       return "ignore"
     default:
       return "failure"
@@ -762,7 +768,10 @@ class BreakerCore {
       openings++
       deadline = at + this.nextWait(at, openings)
     } else if (to === "HalfOpen") {
-      deadline = at + this.halfOpenMaxWaitMillis
+      // No deadline until the first probe is admitted (see tryAcquire): with no traffic the breaker waits
+      // half-open, so the first call after a quiet period is a probe, not a rejection, and the wait in Open
+      // does not grow while nobody calls.
+      deadline = Infinity
     } else if (to === "Closed") {
       openings = 0
       this.step = undefined
@@ -831,7 +840,12 @@ class BreakerCore {
       default:
         s = this.advance(now)
         if (s.state === "HalfOpen" && this.halfOpenUsed < this.config.permittedCallsInHalfOpen) {
-          this.halfOpenUsed++
+          if (this.halfOpenUsed++ === 0 && s.deadline === Infinity) {
+            // The first probe starts the max wait: without a decision by then, the breaker reopens.
+            const deadline = now + this.halfOpenMaxWaitMillis
+            this.status.ref.current = { ...s, deadline }
+            this.scheduleTimer(deadline)
+          }
           return s.generation
         }
         return this.reject(s, now)
