@@ -412,6 +412,8 @@ const make = (
       if (closedReason !== undefined) return
       closedReason = reason
       Deferred.doneUnsafe(closed, Effect.succeed(reason))
+      // End every notification stream: a consumer outside the session's scope must not wait forever.
+      Effect.runFork(PubSub.shutdown(pubsub))
     }
     const onBroken = (reason: string) => {
       if (closedReason !== undefined) return

@@ -116,13 +116,21 @@ describe("McpClientManager", () => {
       // 900 ms of work, progress every 100 ms, timeout 300 ms: progress keeps it alive.
       const kept = yield* m.callTool("demo", "slow", { ms: 900, progressEveryMs: 100 })
       assert.strictEqual(text(kept), "slept 900ms")
+      // A call that passes onProgress gets reset-on-progress even where the server's config has it off.
+      const progress: Array<number> = []
+      const viaCall = yield* m.callTool("plain", "slow", { ms: 900, progressEveryMs: 100 }, { timeout: 300, onProgress: (p) => progress.push(p.progress) })
+      assert.strictEqual(text(viaCall), "slept 900ms")
+      assert.isAtLeast(progress.length, 5)
       // ...but never past the hard maximum (1.5 s), progress or not.
       const started = Date.now()
       const capped = yield* Effect.flip(m.callTool("demo", "slow", { ms: 10_000, progressEveryMs: 100 }))
       assert.strictEqual(capped._tag, "McpTimeoutError")
       assert.isBelow(Date.now() - started, 4_000)
     }).pipe(Effect.provide(manager({
-      mcpServers: { demo: { ...demo(), keel: { timeouts: { call: 2000, tools: { slow: 300 }, max: 1500, resetOnProgress: true } } } }
+      mcpServers: {
+        demo: { ...demo(), keel: { timeouts: { call: 2000, tools: { slow: 300 }, max: 1500, resetOnProgress: true } } },
+        plain: demo()
+      }
     }))))
 
   it.live("tools/list_changed refreshes the cached list", () =>
@@ -149,6 +157,12 @@ describe("McpClientManager", () => {
       assert.strictEqual(dup._tag, "ServerExistsError")
       const badConfig = yield* Effect.flip(m.connect("broken", { type: "http", url: "ftp://x" } as never))
       assert.strictEqual(badConfig._tag, "McpConfigError")
+      // A config as written in a file: ${VAR} comes from the environment.
+      process.env.KEEL_TEST_DEMO_URL = http.url
+      yield* m.connect("fromEnv", { url: "${KEEL_TEST_DEMO_URL}" } as never)
+      delete process.env.KEEL_TEST_DEMO_URL
+      assert.strictEqual(text(yield* m.callTool("fromEnv", "echo", { message: "via env" })), "via env")
+      yield* m.disconnect("fromEnv")
       yield* m.disconnect("remote")
       const gone = yield* Effect.flip(m.callTool("remote", "echo", { message: "x" }))
       assert.strictEqual(gone._tag, "UnknownServerError")
@@ -289,4 +303,15 @@ describe("McpClientManager", () => {
         }
       }
     ))))
+
+  it.live("retry.times 0 turns retries off", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const pid = (yield* statsOf()).pid
+      const fiber = yield* Effect.forkChild(Effect.flip(m.callTool("demo", "slow", { ms: 10_000 })))
+      yield* statsOf().pipe(Effect.flatMap((s) => ((s.calls.slow ?? 0) >= 1 ? Effect.void : Effect.fail("not yet"))), Effect.eventually)
+      process.kill(pid, "SIGKILL")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "McpClosedError") // slow is read-only: with retries on, it would have been retried
+    }).pipe(Effect.provide(McpClientManager.layerConfig({ mcpServers: { demo: demo() } }, { retry: { times: 0 } }))))
 })

@@ -16,8 +16,8 @@
  * ## The order of a `callTool`, and why
  *
  * 1. **Resolve** the server and the tool (through the cache): an unknown server or tool fails at once with a
- *    typed error that lists what exists. An unknown tool triggers one fresh `tools/list` first, since the
- *    list may have changed.
+ *    typed error that lists what exists. An unknown tool triggers one fresh `tools/list` first (at most once
+ *    a second per server), since the list may have changed.
  * 2. **Validate** the arguments against the tool's `inputSchema` with the SDK's JSON-Schema validator (Ajv).
  *    A bad request costs no breaker permit, no connection and no network, and never counts as a server
  *    failure.
@@ -48,7 +48,15 @@ import {
   UnknownToolError
 } from "./ManagerErrors.ts"
 import { type CallOptions, type ConnectOptions, McpClient } from "./McpClient.ts"
-import { type ServerEntry, decodeConfig, loadConfigFile, type McpConfig, type ServerPolicyInput } from "./McpConfigFile.ts"
+import {
+  decodeConfig,
+  decodePolicies,
+  decodeServerEntry,
+  loadConfigFile,
+  type McpConfig,
+  type ServerEntry,
+  type ServerPolicyInput
+} from "./McpConfigFile.ts"
 import type { McpError } from "./McpError.ts"
 import * as McpMetrics from "./McpMetrics.ts"
 import { type McpConfigError, networkTransport, type ServerConfig, type ServerConfigInput } from "./ServerConfig.ts"
@@ -237,6 +245,7 @@ interface ServerRuntime {
   lastError: { tag: string; message: string; at: number } | undefined
   lastHealthCheck: { ok: boolean; at: number } | undefined
   toolCount: number | undefined
+  lastUnknownToolRefetch: number
 }
 
 const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential(50).pipe(Schedule.jittered)
@@ -355,7 +364,8 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
           scope,
           lastError: undefined,
           lastHealthCheck: undefined,
-          toolCount: undefined
+          toolCount: undefined,
+          lastUnknownToolRefetch: 0
         })
       })
 
@@ -384,8 +394,12 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
       Effect.flatMap(listResult(rt, credential), (list) => {
         const found = list.tools.find((t) => t.name === tool)
         if (found !== undefined) return Effect.succeed(found)
-        // The list may be stale: refetch once before saying no.
-        return Effect.andThen(cache.invalidate(rt.entry.name), listResult(rt, credential)).pipe(
+        // The list may be stale: refetch before saying no, at most once a second per server, so callers
+        // that guess tool names cannot turn every call into a tools/list.
+        const now = Date.now()
+        const refetch = now - rt.lastUnknownToolRefetch >= 1_000
+        if (refetch) rt.lastUnknownToolRefetch = now
+        return (refetch ? Effect.andThen(cache.invalidate(rt.entry.name), listResult(rt, credential)) : Effect.succeed(list)).pipe(
           Effect.flatMap((fresh) => {
             const again = fresh.tools.find((t) => t.name === tool)
             if (again !== undefined) return Effect.succeed(again)
@@ -426,9 +440,8 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
       args: Record<string, unknown>,
       callOptions: ManagerCallOptions | undefined
     ): Effect.Effect<CallToolResult, CallToolError> => {
-      const t = resolveTimeout(rt.entry.timeouts, tool.name, callOptions?.timeout)
-      const withProgress = t.resetOnProgress || callOptions?.onProgress !== undefined
-      if (!withProgress) {
+      const t = resolveTimeout(rt.entry.timeouts, tool.name, callOptions)
+      if (!t.resetOnProgress && callOptions?.onProgress === undefined) {
         // The common case: one timer, the SDK's.
         const wire: CallOptions = { timeout: t.timeoutMs }
         return rt.breaker.execute(pool.use(rt.entry.name, (c) => c.callTool(tool.name, args, wire)))
@@ -440,21 +453,23 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
         onProgress: callOptions?.onProgress ?? (() => {}),
         maxTotalTimeout: t.maxMs
       }
-      const call = pool.use(rt.entry.name, (c) => c.callTool(tool.name, args, wire)).pipe(
-        // The SDK checks `maxTotalTimeout` only when progress arrives: enforce the hard maximum ourselves.
-        Effect.timeoutOrElse({
-          duration: Duration.millis(t.maxMs),
-          orElse: () =>
-            Effect.fail(
-              new McpTimeoutError({
-                server: rt.entry.name,
-                method: "tools/call",
-                timeoutMs: t.maxMs,
-                message: `tools/call ${tool.name} exceeded its hard maximum of ${t.maxMs} ms`
-              })
-            )
-        })
-      )
+      // Inside the pool: waiting for a session does not eat the call's budget. The SDK checks
+      // `maxTotalTimeout` only when progress arrives, so Keel enforces the hard maximum itself.
+      const call = pool.use(rt.entry.name, (c) =>
+        c.callTool(tool.name, args, wire).pipe(
+          Effect.timeoutOrElse({
+            duration: Duration.millis(t.maxMs),
+            orElse: () =>
+              Effect.fail(
+                new McpTimeoutError({
+                  server: rt.entry.name,
+                  method: "tools/call",
+                  timeoutMs: t.maxMs,
+                  message: `tools/call ${tool.name} exceeded its hard maximum of ${t.maxMs} ms`
+                })
+              )
+          })
+        ))
       return rt.breaker.execute(call)
     }
 
@@ -466,7 +481,7 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
           const once = attempt(rt, tool, args, callOptions)
           const canRetry = retryable(tool)
           const call = Effect.catch(once, (error) =>
-            canRetry(error)
+            retryTimes > 0 && canRetry(error)
               ? Effect.retry(once, { schedule: retrySchedule, times: retryTimes - 1, while: canRetry })
               : Effect.fail(error))
           const validated = callOptions?.skipValidation === true ? call : Effect.andThen(validate(rt, tool, args), call)
@@ -494,11 +509,13 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
       yield* Effect.forkScoped(
         Effect.suspend(() => Effect.forEach(
           Array.from(runtimes.values()),
+          // Only servers with open sessions: a health check never starts one (nor a child process).
           (rt) =>
-            pool.use(rt.entry.name, (c) => c.ping({ timeout: rt.entry.timeouts.call })).pipe(
-              Effect.exit,
-              Effect.tap((exit) => Effect.sync(() => (rt.lastHealthCheck = { ok: Exit.isSuccess(exit), at: Date.now() })))
-            ),
+            Effect.flatMap(Effect.orDie(pool.stats(rt.entry.name)), (stats) =>
+              stats.total === 0 ? Effect.void : pool.use(rt.entry.name, (c) => c.ping({ timeout: rt.entry.timeouts.call })).pipe(
+                Effect.exit,
+                Effect.tap((exit) => Effect.sync(() => (rt.lastHealthCheck = { ok: Exit.isSuccess(exit), at: Date.now() })))
+              )),
           { discard: true }
         )).pipe(Effect.repeat(Schedule.spaced(interval)))
       )
@@ -507,11 +524,13 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
     const manager: Manager = {
       connect: (name, config, policy = {}) =>
         Effect.gen(function*() {
-          const decoded = yield* decodeConfig(
-            { mcpServers: { [name]: { ...encodeServer(config), keel: policy } }, keel: { defaults: options.config.defaults } },
-            {}
-          )
-          yield* addServer(decoded.servers[0]!)
+          const defaults = options.config.defaults
+          // A decoded config (secrets already Redacted) is used as it is; one as written in a file is
+          // decoded, with `${VAR}` from the environment.
+          const entry = isDecoded(config)
+            ? { name, config: config as ServerConfig, ...(yield* decodePolicies(policy, defaults, `${name}.keel`)) }
+            : yield* decodeServerEntry(name, { ...config, keel: policy }, defaults, process.env, name)
+          yield* addServer(entry)
         }),
       disconnect: (name) =>
         Effect.gen(function*() {
@@ -541,17 +560,8 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
     return manager
   })
 
-/** A decoded ServerConfig back to its input form (for `connect` with an already-decoded config). */
-const encodeServer = (config: ServerConfigInput | ServerConfig): Record<string, unknown> => {
-  // Revealed only to be decoded again at once, where the values become Redacted again.
-  const reveal = (m: unknown) =>
-    Object.fromEntries(
-      Object.entries(m as Record<string, unknown>).map(([k, v]) => [k, Redacted.isRedacted(v) ? Redacted.value(v) : v])
-    )
-  const c = config as Record<string, unknown>
-  return {
-    ...c,
-    ...(c.env !== undefined ? { env: reveal(c.env) } : {}),
-    ...(c.headers !== undefined ? { headers: reveal(c.headers) } : {})
-  }
+/** Whether a server config was already decoded: its env or header values are `Redacted`. */
+const isDecoded = (config: ServerConfigInput | ServerConfig): boolean => {
+  const c = config as { env?: Record<string, unknown>; headers?: Record<string, unknown> }
+  return [...Object.values(c.env ?? {}), ...Object.values(c.headers ?? {})].some(Redacted.isRedacted)
 }

@@ -90,7 +90,11 @@ describe("McpConfigFile", () => {
       assert.strictEqual(good.servers.length, 3)
       const bad = yield* withFile("{ not json", (file) => Effect.flip(loadConfigFile(file, env)).pipe(Effect.map((e) => ({ e, file }))))
       assert.strictEqual(bad.e.path, `${bad.file}: (root)`)
-      assert.match(bad.e.message, /invalid JSON/)
+      assert.match(bad.e.message, /invalid JSON at line 1, column 3/)
+      // Node's JSON.parse quotes the text around the error; a token there must not reach the message.
+      const leaky = yield* withFile('{"mcpServers": {"a": {"command": "node", "env": {"T": ghp_s3cr3t}}}}', (file) => Effect.flip(loadConfigFile(file, env)))
+      assert.notInclude(leaky.message, "s3cr3t")
+      assert.match(leaky.message, /invalid JSON at line 1, column \d+/)
       const missing = yield* Effect.flip(loadConfigFile("/nonexistent/keel/mcp.json", env))
       assert.match(missing.path, /^\/nonexistent\/keel\/mcp.json/)
       assert.match(missing.message, /ENOENT/)

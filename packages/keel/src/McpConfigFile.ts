@@ -142,6 +142,53 @@ const toServerInput = (entry: Record<string, unknown>): Record<string, unknown> 
 }
 
 /**
+ * Decodes one server entry as written in a file (`${VAR}` expanded from `env`), its Keel sections merged
+ * over `defaults`.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeServerEntry = (
+  name: string,
+  raw: unknown,
+  defaults: ServerPolicyInput = {},
+  env: Record<string, string | undefined> = process.env,
+  path = `mcpServers.${name}`
+): Effect.Effect<ServerEntry, McpConfigError> =>
+  Effect.gen(function*() {
+    if (!isRecord(raw)) return yield* new McpConfigError({ path, message: "Expected an object" })
+    const expanded = (yield* expand(raw, path, env)) as Record<string, unknown>
+    const config = yield* decodeServerConfig(toServerInput(expanded), path)
+    return { name, config, ...(yield* decodePolicies(expanded.keel, defaults, `${path}.keel`)) }
+  })
+
+/**
+ * Decodes a server's Keel sections (`pool`, `breaker`, `timeouts`) merged over `defaults`.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodePolicies = (
+  own: unknown,
+  defaults: ServerPolicyInput = {},
+  path = "keel"
+): Effect.Effect<Pick<ServerEntry, "pool" | "breaker" | "timeouts">, McpConfigError> =>
+  Effect.gen(function*() {
+    if (own !== undefined && !isRecord(own)) return yield* new McpConfigError({ path, message: "Expected an object" })
+    if (own?.cache !== undefined) {
+      return yield* new McpConfigError({
+        path: `${path}.cache`,
+        message: "the tool cache is manager-wide: set it under keel.defaults.cache"
+      })
+    }
+    return {
+      pool: yield* section(PoolSettings, defaults.pool, own?.pool, `${path}.pool`),
+      breaker: yield* section(CircuitBreakerConfig, defaults.breaker, own?.breaker, `${path}.breaker`),
+      timeouts: yield* section(TimeoutsConfig, defaults.timeouts, own?.timeouts, `${path}.timeouts`)
+    }
+  })
+
+/**
  * Decodes a parsed config (the JSON value of a file). `env` is where `${VAR}` comes from.
  *
  * @since 0.1.0
@@ -164,30 +211,28 @@ export const decodeConfig = (
 
     const entries: Array<ServerEntry> = []
     for (const [name, raw] of Object.entries(servers)) {
-      const path = `${key}.${name}`
-      if (!isRecord(raw)) return yield* new McpConfigError({ path, message: "Expected an object" })
-      const expanded = (yield* expand(raw, path, env)) as Record<string, unknown>
-      const config = yield* decodeServerConfig(toServerInput(expanded), path)
-      const own = expanded.keel
-      if (own !== undefined && !isRecord(own)) return yield* new McpConfigError({ path: `${path}.keel`, message: "Expected an object" })
-      if (own?.cache !== undefined) {
-        return yield* new McpConfigError({
-          path: `${path}.keel.cache`,
-          message: "the tool cache is manager-wide: set it under keel.defaults.cache"
-        })
-      }
-      entries.push({
-        name,
-        config,
-        pool: yield* section(PoolSettings, defaults.pool, own?.pool, `${path}.keel.pool`),
-        breaker: yield* section(CircuitBreakerConfig, defaults.breaker, own?.breaker, `${path}.keel.breaker`),
-        timeouts: yield* section(TimeoutsConfig, defaults.timeouts, own?.timeouts, `${path}.keel.timeouts`)
-      })
+      entries.push(yield* decodeServerEntry(name, raw, defaults, env, `${key}.${name}`))
     }
     const cache = yield* section(ToolCacheConfig, undefined, defaults.cache, "keel.defaults.cache")
     const pool = yield* section(ConnectionPoolConfig, undefined, defaults.pool, "keel.defaults.pool")
     return { servers: entries, pool, cache, defaults }
   })
+
+/** Where a JSON text stops parsing, as "at line L, column C" (found by parsing prefixes, never by quoting). */
+const jsonErrorPosition = (text: string): string => {
+  let ok = 0
+  try {
+    JSON.parse(text)
+    return ""
+  } catch (e) {
+    const m = /position (\d+)/.exec((e as Error).message)
+    ok = m?.[1] !== undefined ? Number(m[1]) : text.length
+  }
+  const before = text.slice(0, ok)
+  const line = before.split("\n").length
+  const column = ok - before.lastIndexOf("\n")
+  return `at line ${line}, column ${column}`
+}
 
 /**
  * Reads and decodes a config file. Errors name the file, the path in it and the problem.
@@ -206,7 +251,8 @@ export const loadConfigFile = (
     })
     const json = yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
-      catch: (e) => new McpConfigError({ path: "(root)", message: `invalid JSON: ${(e as Error).message}` })
+      // Node's message quotes the text around the error, which may be a token: keep only the position.
+      catch: () => new McpConfigError({ path: "(root)", message: `invalid JSON ${jsonErrorPosition(text)}` })
     })
     return yield* decodeConfig(json, env)
   }).pipe(

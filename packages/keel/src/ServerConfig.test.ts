@@ -30,6 +30,7 @@ describe("ServerConfig", () => {
         [{ type: "stdio", command: "node", args: "not-an-array" }, "servers.github.args"],
         [{ type: "stdio", command: "node", env: { TOKEN: 42 } }, "servers.github.env.TOKEN"],
         [{ type: "http", url: "ftp://example.test" }, "servers.github.url"],
+        [{ type: "http", url: "https://user:hunter2@example.test/mcp" }, "servers.github.url"],
         [{ type: "http" }, "servers.github.url"],
         [{ type: "websocket", url: "ws://x" }, "servers.github.type"],
         [{ command: "node" }, "servers.github.type"]
@@ -49,5 +50,7 @@ describe("ServerConfig", () => {
       const header = yield* fails({ type: "http", url: "http://127.0.0.1/mcp", headers: { Authorization: ["Bearer", "xyz-secret"] } })
       assert.notInclude(header.message, "xyz-secret")
       assert.strictEqual(header.path, "servers.github.headers.Authorization")
+      const userinfo = yield* fails({ type: "http", url: "https://user:hunter2@example.test/mcp" })
+      assert.notInclude(userinfo.message, "hunter2")
     }))
 })

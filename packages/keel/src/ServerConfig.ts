@@ -48,7 +48,10 @@ const HttpUrl = Schema.String.check(
   Schema.makeFilter((s: string) => {
     try {
       const u = new globalThis.URL(s)
-      return u.protocol === "http:" || u.protocol === "https:" ? undefined : "must be an http(s) URL"
+      if (u.protocol !== "http:" && u.protocol !== "https:") return "must be an http(s) URL"
+      // Credentials in a URL end up in error messages and logs; headers are kept Redacted.
+      if (u.username !== "" || u.password !== "") return "must not carry credentials (user:password@): send them in headers"
+      return undefined
     } catch {
       return "must be an absolute URL"
     }

@@ -60,19 +60,35 @@ export interface ResolvedTimeout {
 }
 
 /**
- * Resolves the timeout of a call of `tool` (see the module doc for the order).
+ * What a call may say about its own timeout (a subset of `McpClient.CallOptions`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallTimeoutOptions {
+  readonly timeout?: Duration.Input | undefined
+  readonly onProgress?: unknown
+  readonly resetTimeoutOnProgress?: boolean | undefined
+  readonly maxTotalTimeout?: Duration.Input | undefined
+}
+
+const millisOf = (d: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(d))
+
+/**
+ * Resolves the timeout of a call of `tool` (see the module doc for the order). A call that passes
+ * `onProgress` gets reset-on-progress unless it says `resetTimeoutOnProgress: false`; its own
+ * `maxTotalTimeout` replaces the config's `max`.
  *
  * @since 0.1.0
  */
 export const resolveTimeout = (
   config: TimeoutsConfig,
   tool: string,
-  callTimeout: Duration.Input | undefined
+  call: CallTimeoutOptions | undefined
 ): ResolvedTimeout => {
   const perTool = Object.hasOwn(config.tools, tool) ? config.tools[tool] : undefined
-  const timeoutMs = callTimeout !== undefined
-    ? Duration.toMillis(Duration.fromInputUnsafe(callTimeout))
-    : Duration.toMillis(perTool ?? config.call)
-  const maxMs = Math.max(timeoutMs, Duration.toMillis(config.max))
-  return { timeoutMs, resetOnProgress: config.resetOnProgress, maxMs }
+  const timeoutMs = call?.timeout !== undefined ? millisOf(call.timeout) : Duration.toMillis(perTool ?? config.call)
+  const resetOnProgress = call?.resetTimeoutOnProgress ?? (call?.onProgress !== undefined || config.resetOnProgress)
+  const max = call?.maxTotalTimeout !== undefined ? millisOf(call.maxTotalTimeout) : Duration.toMillis(config.max)
+  return { timeoutMs, resetOnProgress, maxMs: Math.max(timeoutMs, max) }
 }
