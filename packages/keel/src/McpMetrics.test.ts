@@ -191,10 +191,13 @@ describe("sessions", () => {
       yield* Effect.scoped(Effect.gen(function*() {
         yield* McpMetrics.trackSession("demo", "pipe")
         assert.strictEqual(yield* connected(), 1)
+        // A pooled server has several sessions: closing one of them leaves it connected.
+        yield* Effect.scoped(McpMetrics.trackSession("demo", "pipe"))
+        assert.strictEqual(yield* connected(), 1)
       }))
       assert.strictEqual(yield* connected(), 0)
       const sessions = (yield* Metric.snapshot).find((m) => m.id === McpMetrics.Names.sessionDuration)
-      assert.strictEqual((sessions?.state as Metric.HistogramState).count, 1)
+      assert.strictEqual((sessions?.state as Metric.HistogramState).count, 2)
       yield* McpMetrics.recordToolCount("demo", 12)
       const tools = (yield* Metric.snapshot).find((m) => m.id === McpMetrics.Names.serverTools)
       assert.strictEqual(Number((tools?.state as Metric.GaugeState<number>).value), 12)

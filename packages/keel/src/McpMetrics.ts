@@ -438,6 +438,8 @@ export class Recorder {
   readonly errorTypes: CappedLabel
   /** transport -> raw server name -> series. */
   private readonly byTransport = new Map<string, Map<string, ServerSeries>>()
+  /** Open sessions per `connected` series (a pooled server has several): the gauge is `count > 0`. */
+  readonly openSessions = new Map<string, number>()
   private readonly overflowCounters = new Map<string, Counter>()
 
   constructor(cap: Partial<LabelCap> = {}) {
@@ -691,15 +693,23 @@ export const trackSession = (server: string, transport: string): Effect.Effect<v
     const label = recorder.servers.label(server)
     const base = { [Attributes.server]: label, [Attributes.transport]: transport }
     const connected = Metric.withAttributes(serverConnected, base)
+    const key = `${transport}\u0000${label}`
+    const open = recorder.openSessions
     return Effect.acquireRelease(
-      Effect.as(Metric.update(connected, 1), performance.now()),
+      Effect.suspend(() => {
+        open.set(key, (open.get(key) ?? 0) + 1)
+        return Effect.as(Metric.update(connected, 1), performance.now())
+      }),
       (start, exit) => {
         const seconds = (performance.now() - start) / 1000
         const attributes = Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)
           ? { ...base, [Attributes.errorType]: recorder.errorType(errorTypeOf(exit.cause).errorType) }
           : base
+        const left = (open.get(key) ?? 1) - 1
+        if (left > 0) open.set(key, left)
+        else open.delete(key)
         return Effect.andThen(
-          Metric.update(connected, 0),
+          Metric.update(connected, left > 0 ? 1 : 0),
           Metric.update(Metric.withAttributes(sessionDuration, attributes), seconds)
         )
       }
