@@ -246,6 +246,7 @@ interface ServerRuntime {
   lastHealthCheck: { ok: boolean; at: number } | undefined
   toolCount: number | undefined
   lastUnknownToolRefetch: number
+  fetchTools: Effect.Effect<ListToolsResult, ListToolsError>
 }
 
 const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential(50).pipe(Schedule.jittered)
@@ -357,7 +358,7 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
         const scope = yield* Scope.fork(managerScope)
         const breaker = yield* CircuitBreaker.make(entry.name, entry.breaker).pipe(Scope.provide(scope))
         yield* Effect.orDie(pool.add(entry.name, entry.config, encodePoolSettings(entry.pool)))
-        runtimes.set(entry.name, {
+        const rt: ServerRuntime = {
           entry,
           transport: networkTransport(entry.config),
           breaker,
@@ -365,20 +366,25 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
           lastError: undefined,
           lastHealthCheck: undefined,
           toolCount: undefined,
-          lastUnknownToolRefetch: 0
-        })
+          lastUnknownToolRefetch: 0,
+          fetchTools: Effect.void as never
+        }
+        rt.fetchTools = fetchTools(rt)
+        runtimes.set(entry.name, rt)
       })
 
-    for (const entry of options.config.servers) yield* Effect.orDie(addServer(entry))
 
     // The live `tools/list` of a server: breaker → pool → timeout.
+    // Built once per server (see addServer): a cache hit allocates no fetch effect.
     const fetchTools = (rt: ServerRuntime): Effect.Effect<ListToolsResult, ListToolsError> =>
       rt.breaker.execute(
         pool.use(rt.entry.name, (c) => c.listTools({ timeout: rt.entry.timeouts.call }))
       ).pipe(Effect.onError(noteError(rt)))
 
+    for (const entry of options.config.servers) yield* Effect.orDie(addServer(entry))
+
     const listResult = (rt: ServerRuntime, credential: string | undefined) =>
-      cache.get(rt.entry.name, fetchTools(rt), { credential }).pipe(
+      cache.get(rt.entry.name, rt.fetchTools, { credential }).pipe(
         Effect.tap((r) =>
           rt.toolCount === r.tools.length ? Effect.void : Effect.andThen(
             Effect.sync(() => (rt.toolCount = r.tools.length)),
