@@ -3,7 +3,8 @@
  * `@modelcontextprotocol/server-everything` from npm. Children are killed for real.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { demoStdio, demoServerEntry } from "@keel/demo-server"
+import { createDemoServer, DemoState, demoServerEntry, demoStdio, parseOptions } from "@keel/demo-server"
+import { InMemoryTransport } from "@modelcontextprotocol/client"
 import { Effect, Fiber, Stream } from "effect"
 import { createRequire } from "node:module"
 import { McpClient, type McpConnection } from "./McpClient.ts"
@@ -261,3 +262,17 @@ describe("McpClient against @modelcontextprotocol/server-everything (npm)", () =
       assert.include(textOf(r), "from keel")
     }).pipe(Effect.scoped))
 })
+
+describe("McpClient over a transport of your own", () => {
+  it.live("ConnectOptions.transport: an in-process demo server over the SDK's InMemoryTransport", () =>
+    Effect.gen(function*() {
+      const [clientSide, serverSide] = InMemoryTransport.createLinkedPair()
+      const server = createDemoServer(new DemoState(parseOptions([])))
+      yield* Effect.acquireRelease(Effect.promise(() => server.connect(serverSide as never)), () => Effect.promise(() => server.close()))
+      const c = yield* McpClient.connect("in-process", stdio(), { transport: clientSide })
+      assert.isUndefined(c.pid)
+      assert.strictEqual(textOf(yield* c.callTool("add", { a: 20, b: 22 })), "42")
+      assert.include((yield* c.listTools()).tools.map((t) => t.name), "echo")
+    }).pipe(Effect.scoped))
+})
+

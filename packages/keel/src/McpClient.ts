@@ -87,6 +87,7 @@ export const defaultSettings: McpClientSettings = Schema.decodeUnknownSync(McpCl
  *
  * - `sdkOptions`: passed to the SDK `Client` (capabilities, `responseCacheStore`, `cachePartition`, ...).
  * - `setup`: called with the SDK `Client` before connecting, e.g. to register `elicitation/create`.
+ * - `transport`: an SDK transport to use instead of the one the config describes.
  *
  * @since 0.1.0
  * @category config
@@ -95,6 +96,11 @@ export interface ConnectOptions {
   readonly settings?: Partial<McpClientSettings> | undefined
   readonly sdkOptions?: ClientOptions | undefined
   readonly setup?: ((client: Client) => void) | undefined
+  /**
+   * An SDK transport to use instead of the one `config` describes (e.g. `InMemoryTransport` in tests, or a
+   * transport of your own). `config` still names the session's kind for metrics.
+   */
+  readonly transport?: Transport | undefined
 }
 
 /**
@@ -421,7 +427,10 @@ const make = (
       // Closing the SDK client rejects every pending request with CONNECTION_CLOSED at once.
       client.close().catch(() => {})
     }
-    const built = buildTransport(config, settings.stderrTailBytes, onBroken)
+    const given = options?.transport
+    const built: Built = given !== undefined
+      ? { transport: given, stderr: new StderrTail(0), pid: () => undefined }
+      : buildTransport(config, settings.stderrTailBytes, onBroken)
 
     // Step 1 (uninterruptible, instant): create the client and register its release. Step 2 (connect) stays
     // interruptible; if it is interrupted, the release below still closes the transport and the child.

@@ -141,6 +141,11 @@ export interface ManagerOptions {
   readonly config: McpConfig
   readonly handlers?: ClientHandlers | undefined
   readonly retry?: RetryOptions | undefined
+  /**
+   * How sessions are opened: `McpClient.connect` unless replaced (e.g. to pass
+   * `ConnectOptions.transport` for an in-memory server in tests).
+   */
+  readonly connect?: ConnectionPool.Connect | undefined
   /** Ping every connected server at this interval (health check). Off by default. */
   readonly healthCheckInterval?: Duration.Input | undefined
 }
@@ -317,9 +322,10 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
 
     // A pooled session: the SDK session plus, for its lifetime, cache invalidation on list_changed and
     // on a crash (so the cache refetches from the replacement session), and session metrics.
+    const connect = options.connect ?? McpClient.connect
     const pool = yield* ConnectionPool.make(encodePoolConfig(options.config.pool), {
       connect: (name, config) =>
-        Effect.tap(McpClient.connect(name, config, connectOptions(name)), (connection) =>
+        Effect.tap(connect(name, config, connectOptions(name)), (connection) =>
           Effect.gen(function*() {
             yield* cache.watch(connection)
             yield* McpMetrics.trackSession(name, networkTransport(config))
