@@ -8,15 +8,18 @@
  *    load; median and p99 over all rounds. Contenders: a bare SDK client with its own child; the raw SDK
  *    client *inside* the manager's pooled session (same child process as the manager, so the difference is
  *    Keel's own cost and nothing else); and `McpClientManager.callTool`, timed inside one Effect program.
- * 2. Throughput at 32 concurrent callers: a bare client (one session, 32 requests in flight), and the
+ * 2. The same, in-process (the demo server over the SDK's `InMemoryTransport`): no pipe and no second
+ *    process, so the difference is Keel's own CPU cost per call.
+ * 3. Throughput at 32 concurrent callers: a bare client (one session, 32 requests in flight), and the
  *    manager with pools of 1, 2 and 4 sessions (`maxRequestsPerConnection` 32, so one session may carry
  *    all 32 callers like the bare client).
  *
  * Prints a markdown table and writes bench/RESULTS-manager.md. Every number comes from this run.
  */
-import { Client } from "@modelcontextprotocol/client"
+import { Client, InMemoryTransport } from "@modelcontextprotocol/client"
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
-import { demoStdio } from "@keel/demo-server"
+import { createDemoServer, DemoState, demoStdio, parseOptions } from "@keel/demo-server"
+import { McpClient } from "../packages/keel/src/McpClient.ts"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { McpClientManager } from "../packages/keel/src/McpClientManager.ts"
 import { machine, quantile, writeResults } from "./report.ts"
@@ -83,7 +86,46 @@ const managerMedian = quantile(managerSamples, 0.5)
 const added = (managerMedian - bareMedian) / bareMedian
 const addedSameChild = (managerMedian - innerMedian) / innerMedian
 
-// 2. Throughput at 32 concurrent callers.
+// 2. In-process: the demo server over InMemoryTransport, a raw SDK client vs the manager.
+const demoState = new DemoState(parseOptions([]))
+const linked = async () => {
+  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair()
+  await createDemoServer(demoState).connect(serverSide as never)
+  return clientSide
+}
+const rawInProcess = new Client({ name: "bench", version: "1" })
+await rawInProcess.connect(await linked())
+const rtInProcess = ManagedRuntime.make(
+  McpClientManager.layerConfig({ mcpServers: { demo: { command: "in-process" } } }, {
+    connect: (name, config, options) =>
+      Effect.flatMap(Effect.promise(linked), (transport) => McpClient.connect(name, config, { ...options, transport }))
+  }) as Layer.Layer<McpClientManager, never>
+)
+const IN_PROCESS = smoke ? 2_000 : 20_000
+const inProcessRaw: Array<number> = []
+const inProcessManager: Array<number> = []
+for (let i = 0; i < 2_000; i++) await rawInProcess.callTool({ name: "add", arguments: { a: i, b: 1 } })
+await rtInProcess.runPromise(McpClientManager.use((m) => Effect.forEach(Array.from({ length: 2_000 }, (_, i) => i), (i) => m.callTool("demo", "add", { a: i, b: 1 }), { discard: true })))
+for (let round = 0; round < 10; round++) {
+  for (let i = 0; i < IN_PROCESS / 10; i++) {
+    const t = performance.now()
+    await rawInProcess.callTool({ name: "add", arguments: { a: i, b: 1 } })
+    inProcessRaw.push((performance.now() - t) * 1000)
+  }
+  await rtInProcess.runPromise(McpClientManager.use((m) =>
+    Effect.gen(function*() {
+      for (let i = 0; i < IN_PROCESS / 10; i++) {
+        const t = performance.now()
+        yield* m.callTool("demo", "add", { a: i, b: 1 })
+        inProcessManager.push((performance.now() - t) * 1000)
+      }
+    })
+  ))
+}
+await rtInProcess.dispose()
+await rawInProcess.close()
+
+// 3. Throughput at 32 concurrent callers.
 const throughputOf = async (run: (i: number) => Promise<unknown>): Promise<number> => {
   let next = 0
   const t = performance.now()
@@ -116,6 +158,8 @@ const lines = [
   `| \`McpClientManager.callTool\` (validate, metrics, retry, breaker, pool, timeout) | ${us(managerMedian)} | ${us(quantile(managerSamples, 0.99))} |`,
   "",
   `Added median latency vs the bare client: **${(added * 100).toFixed(1)} %** (${us(managerMedian - bareMedian)}); vs the SDK client on the same child: **${(addedSameChild * 100).toFixed(1)} %** (${us(managerMedian - innerMedian)}). Target ≤ 5 %.`,
+  "",
+  `In-process (demo server over \`InMemoryTransport\`, ${IN_PROCESS} calls each, interleaved): raw SDK client ${us(quantile(inProcessRaw, 0.5))}, manager ${us(quantile(inProcessManager, 0.5))} median — Keel adds **${us(quantile(inProcessManager, 0.5) - quantile(inProcessRaw, 0.5))}** per call when nothing else runs.`,
   "",
   `Throughput, ${CONCURRENCY} concurrent callers, ${THROUGHPUT_CALLS} calls each:`,
   "",
