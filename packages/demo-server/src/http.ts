@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net"
 import { NodeStreamableHTTPServerTransport } from "@modelcontextprotocol/node"
 import { isInitializeRequest } from "@modelcontextprotocol/server"
 import { createDemoServer, type DemoState } from "./DemoServer.ts"
+import { legacySseRoutes } from "./sse.ts"
 
 /** A running HTTP demo server. */
 export interface DemoHttpServer {
@@ -15,13 +16,18 @@ export interface DemoHttpServer {
   readonly close: () => Promise<void>
 }
 
-/** Starts the HTTP transport on `state.options.host:port`. */
+/**
+ * Starts the HTTP transports on `state.options.host:port`: Streamable HTTP at `/mcp`, and the legacy
+ * HTTP+SSE transport at `/sse` (+ `/messages`).
+ */
 export const serveHttp = async (state: DemoState): Promise<DemoHttpServer> => {
   const transports = new Map<string, NodeStreamableHTTPServerTransport>()
+  const sse = legacySseRoutes((transport) => createDemoServer(state).connect(transport))
 
   const http = createServer(async (req, res) => {
     try {
       const url = new URL(req.url ?? "/", "http://localhost")
+      if (await sse(req, res, url)) return
       if (url.pathname !== "/mcp") {
         res.writeHead(404).end("not found")
         return

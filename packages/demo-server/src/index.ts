@@ -7,3 +7,4 @@ export { builtinTools, createDemoServer, DemoState, type DemoStats, INTERNAL_ERR
 export { type DemoHttpServer, serveHttp } from "./http.ts"
 export { type DemoFlags, type DemoHttpChild, demoServerArgs, demoServerEntry, demoStdio, isAlive, spawnDemoHttp } from "./launch.ts"
 export { type DemoServerOptions, parseOptions } from "./options.ts"
+export { LegacySseTransport, legacySseRoutes } from "./sse.ts"

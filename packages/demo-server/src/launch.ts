@@ -48,7 +48,10 @@ export const demoStdio = (flags: DemoFlags = {}): { command: string; args: Array
 
 /** A demo server child serving Streamable HTTP. */
 export interface DemoHttpChild {
+  /** The Streamable HTTP endpoint (`…/mcp`). */
   readonly url: string
+  /** The legacy HTTP+SSE endpoint (`…/sse`) of the same server. */
+  readonly sseUrl: string
   readonly pid: number
   readonly child: ChildProcess
   /** SIGTERM, then SIGKILL after 2 s; resolves once the process has exited. */
@@ -94,7 +97,7 @@ export const spawnDemoHttp = (flags: DemoFlags & { readonly port?: number } = {}
           await exited(child)
           clearTimeout(killer)
         }
-        resolve({ url: m[1], pid: child.pid!, child, stop })
+        resolve({ url: m[1], sseUrl: m[1].replace(/\/mcp$/, "/sse"), pid: child.pid!, child, stop })
       }
     })
   })
