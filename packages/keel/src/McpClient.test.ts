@@ -217,35 +217,23 @@ describe("McpClient: processes and crashes (stdio)", () => {
 })
 
 describe("McpClient: HTTP server death", () => {
-  it.live("an HTTP server killed mid-call fails the call promptly, not after its timeout", () =>
-    Effect.gen(function*() {
-      const server = yield* demoHttpServer()
-      const c = yield* McpClient.connect("remote", { type: "http", url: server.url })
-      const fiber = yield* Effect.forkChild(Effect.flip(c.callTool("slow", { ms: 20_000 }, { timeout: 15_000 })))
-      yield* stats(c).pipe(Effect.flatMap((s) => ((s.calls.slow ?? 0) >= 1 ? Effect.void : Effect.fail("not yet"))), Effect.eventually)
-      const killedAt = Date.now()
-      process.kill(server.pid, "SIGKILL")
-      const error = yield* Fiber.join(fiber)
-      assert.strictEqual(error._tag, "McpClosedError")
-      assert.isBelow(Date.now() - killedAt, 1_000)
-      assert.isFalse(c.isOpen())
-      const next = yield* Effect.flip(c.callTool("echo", { message: "x" }))
-      assert.strictEqual(next._tag, "McpClosedError")
-    }).pipe(Effect.scoped))
-
-  it.live("a legacy SSE server killed mid-call fails the call promptly too", () =>
-    Effect.gen(function*() {
-      const server = yield* demoHttpServer()
-      const c = yield* McpClient.connect("remote", { type: "sse", url: server.sseUrl })
-      const fiber = yield* Effect.forkChild(Effect.flip(c.callTool("slow", { ms: 20_000 }, { timeout: 15_000 })))
-      yield* stats(c).pipe(Effect.flatMap((s) => ((s.calls.slow ?? 0) >= 1 ? Effect.void : Effect.fail("not yet"))), Effect.eventually)
-      const killedAt = Date.now()
-      process.kill(server.pid, "SIGKILL")
-      const error = yield* Fiber.join(fiber)
-      assert.strictEqual(error._tag, "McpClosedError")
-      assert.isBelow(Date.now() - killedAt, 1_000)
-      assert.isFalse(c.isOpen())
-    }).pipe(Effect.scoped))
+  for (const type of ["http", "sse"] as const) {
+    it.live(`a ${type === "http" ? "Streamable HTTP" : "legacy SSE"} server killed mid-call fails the call promptly, not after its timeout`, () =>
+      Effect.gen(function*() {
+        const server = yield* demoHttpServer()
+        const c = yield* McpClient.connect("remote", { type, url: type === "http" ? server.url : server.sseUrl })
+        const fiber = yield* Effect.forkChild(Effect.flip(c.callTool("slow", { ms: 20_000 }, { timeout: 15_000 })))
+        yield* stats(c).pipe(Effect.flatMap((s) => ((s.calls.slow ?? 0) >= 1 ? Effect.void : Effect.fail("not yet"))), Effect.eventually)
+        const killedAt = Date.now()
+        process.kill(server.pid, "SIGKILL")
+        const error = yield* Fiber.join(fiber)
+        assert.strictEqual(error._tag, "McpClosedError")
+        assert.isBelow(Date.now() - killedAt, 1_000)
+        assert.isFalse(c.isOpen())
+        const next = yield* Effect.flip(c.callTool("echo", { message: "x" }))
+        assert.strictEqual(next._tag, "McpClosedError")
+      }).pipe(Effect.scoped))
+  }
 
   it.live("an HTTP server that is gone between calls fails the next call with McpClosedError", () =>
     Effect.gen(function*() {
