@@ -48,6 +48,7 @@ describe("McpClientManager", () => {
       const echoed = yield* m.callTool("everything", "echo", { message: "via manager" })
       assert.include(text(echoed), "via manager")
       const status = yield* m.status("demo")
+      assert.isTrue(status.connected)
       assert.strictEqual(status.breaker, "Closed")
       assert.isAtLeast(status.pool.total, 1)
       assert.strictEqual(status.tools, tools.length)

@@ -159,6 +159,8 @@ export interface ManagerOptions {
 export interface ServerStatus {
   readonly server: string
   readonly transport: "stdio" | "http" | "sse"
+  /** At least one session to the server is open. */
+  readonly connected: boolean
   readonly breaker: CircuitBreaker.CircuitState
   readonly pool: ConnectionPool.PoolStats
   readonly tools: number | undefined
@@ -505,11 +507,13 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
 
     const statusOf = (rt: ServerRuntime): Effect.Effect<ServerStatus> =>
       Effect.gen(function*() {
+        const stats = yield* pool.stats(rt.entry.name).pipe(Effect.orDie)
         return {
           server: rt.entry.name,
           transport: rt.entry.config.type,
+          connected: stats.total > 0,
           breaker: yield* rt.breaker.state,
-          pool: yield* pool.stats(rt.entry.name).pipe(Effect.orDie),
+          pool: stats,
           tools: rt.toolCount,
           lastError: rt.lastError,
           lastHealthCheck: rt.lastHealthCheck
