@@ -113,6 +113,36 @@ const settle = Effect.gen(function*() {
   for (let i = 0; i < 20; i++) yield* Effect.yieldNow
 })
 
+describe("ConnectionPool: leak detection", () => {
+  it.effect("a get lease held past leakDetectionThreshold is counted (once); short leases are not", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup({ leakDetectionThreshold: "5 seconds" })
+      yield* pool.add("a", cfg)
+      const short = yield* hold(pool, "a")
+      yield* TestClock.adjust("2 seconds")
+      yield* short.release
+      const leaked = yield* hold(pool, "a")
+      yield* TestClock.adjust("6 seconds")
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).suspectedLeaks, 1)
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).suspectedLeaks, 1)
+      yield* leaked.release
+      assert.strictEqual((yield* pool.stats("a")).active, 0)
+    }))
+
+  it.effect("off by default", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup()
+      yield* pool.add("a", cfg)
+      yield* hold(pool, "a")
+      yield* TestClock.adjust("1 hour")
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).suspectedLeaks, 0)
+    }))
+})
+
 describe("ConnectionPool: borrowing", () => {
   it.effect("use lends a session and gives it back; warm borrows reuse it", () =>
     Effect.gen(function*() {

@@ -101,6 +101,7 @@ const int = (min: number, def: number) =>
  * | `maxRequestsPerConnection` | 32      | borrowers sharing one session at once (MCP multiplexes requests)         |
  * | `pingAfterIdle`            | 30 s    | ping a session on borrow once it has been idle this long; `null` = never |
  * | `pingTimeout`              | 5 s     | how long that ping may take                                              |
+ * | `leakDetectionThreshold`   | `null`  | warn (log + `suspectedLeaks`) when a `get` lease is held longer; `null` = off |
  *
  * Durations are encoded as milliseconds.
  *
@@ -119,7 +120,8 @@ export const PoolSettings = Schema.Struct({
   acquireTimeout: millis(30_000),
   maxRequestsPerConnection: int(1, 32),
   pingAfterIdle: Schema.NullOr(Schema.DurationFromMillis).pipe(Schema.withDecodingDefaultKey(Effect.succeed(30_000))),
-  pingTimeout: millis(5_000)
+  pingTimeout: millis(5_000),
+  leakDetectionThreshold: Schema.NullOr(Schema.DurationFromMillis).pipe(Schema.withDecodingDefaultKey(Effect.succeed(null)))
 })
 
 /** The decoded per-server settings. @since 0.1.0 @category config */
@@ -148,7 +150,14 @@ export type ConnectionPoolConfig = typeof ConnectionPoolConfig.Type
 /** Every default applied. @since 0.1.0 @category config */
 export const defaultConfig: ConnectionPoolConfig = Schema.decodeUnknownSync(ConnectionPoolConfig)({})
 
-type DurationKey = "maxLifetime" | "idleTimeout" | "acquireTimeout" | "pingAfterIdle" | "pingTimeout" | "housekeepingInterval"
+type DurationKey =
+  | "maxLifetime"
+  | "idleTimeout"
+  | "acquireTimeout"
+  | "pingAfterIdle"
+  | "pingTimeout"
+  | "leakDetectionThreshold"
+  | "housekeepingInterval"
 
 type Loosen<T> = {
   readonly [K in keyof T]?: K extends DurationKey ? (null extends T[K] ? Duration.Input | null : Duration.Input)
@@ -178,6 +187,7 @@ const DURATION_KEYS: ReadonlySet<string> = new Set<DurationKey>([
   "acquireTimeout",
   "pingAfterIdle",
   "pingTimeout",
+  "leakDetectionThreshold",
   "housekeepingInterval"
 ])
 
@@ -340,6 +350,8 @@ export interface PoolStats {
   readonly timeouts: number
   readonly waits: number
   readonly connectFailures: number
+  /** `get` leases held longer than `leakDetectionThreshold` (each counted once). */
+  readonly suspectedLeaks: number
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -422,6 +434,7 @@ interface Resolved {
   readonly concurrency: number
   readonly pingAfterMs: number
   readonly pingTimeoutMs: number
+  readonly leakMs: number
 }
 
 const resolve = (s: PoolSettings): Resolved => {
@@ -437,7 +450,8 @@ const resolve = (s: PoolSettings): Resolved => {
     acquireTimeoutMs: ms(s.acquireTimeout),
     concurrency: s.maxRequestsPerConnection,
     pingAfterMs: s.pingAfterIdle === null ? Infinity : ms(s.pingAfterIdle),
-    pingTimeoutMs: ms(s.pingTimeout)
+    pingTimeoutMs: ms(s.pingTimeout),
+    leakMs: s.leakDetectionThreshold === null ? Infinity : ms(s.leakDetectionThreshold)
   }
 }
 
@@ -479,6 +493,9 @@ interface Sub {
   timeouts: number
   waits: number
   connectFailures: number
+  /** Scoped (`get`) leases held now, with when each began, for leak detection. */
+  readonly held: Set<{ readonly since: number; warned: boolean }>
+  suspectedLeaks: number
   readonly registrations: Array<Metric.Registration>
   readonly waitHistogram: Metric.Metric<number, unknown>
 }
@@ -881,8 +898,20 @@ export const make = (
 
     const get = (server: string): Effect.Effect<McpConnection, PoolError, Scope.Scope> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.suspend(() => acquire(server, restore)), ([sub, c]) =>
-          Effect.as(Effect.addFinalizer(() => Effect.sync(() => release(sub, c))), c.connection))
+        Effect.flatMap(Effect.suspend(() => acquire(server, restore)), ([sub, c]) => {
+          // A scoped lease can outlive its purpose (a scope that is never closed): remember when it began.
+          const held = sub.r.leakMs === Infinity ? undefined : { since: now(), warned: false }
+          if (held !== undefined) sub.held.add(held)
+          return Effect.as(
+            Effect.addFinalizer(() =>
+              Effect.sync(() => {
+                if (held !== undefined) sub.held.delete(held)
+                release(sub, c)
+              })
+            ),
+            c.connection
+          )
+        })
       )
 
     // ---- servers ----------------------------------------------------------------------------------------
@@ -939,6 +968,8 @@ export const make = (
               timeouts: 0,
               waits: 0,
               connectFailures: 0,
+              held: new Set(),
+              suspectedLeaks: 0,
               registrations: [],
               waitHistogram: Metric.withAttributes(metrics.acquireDuration, { server: name })
             }
@@ -976,7 +1007,8 @@ export const make = (
       destroyed: { ...sub.destroyed },
       timeouts: sub.timeouts,
       waits: sub.waits,
-      connectFailures: sub.connectFailures
+      connectFailures: sub.connectFailures,
+      suspectedLeaks: sub.suspectedLeaks
     })
 
     // ---- housekeeping -----------------------------------------------------------------------------------
@@ -1004,9 +1036,30 @@ export const make = (
       ensureMinIdle(sub)
     }
 
+    /** Leases held past `leakDetectionThreshold`: counted and logged once each, with the server and age. */
+    const detectLeaks = (sub: Sub): Effect.Effect<void> => {
+      if (sub.held.size === 0) return Effect.void
+      const t = now()
+      const warnings: Array<Effect.Effect<void>> = []
+      for (const held of sub.held) {
+        if (held.warned || t - held.since < sub.r.leakMs) continue
+        held.warned = true
+        sub.suspectedLeaks++
+        warnings.push(
+          Effect.logWarning(
+            `ConnectionPool: a session of "${sub.name}" has been leased for ${t - held.since} ms ` +
+              `(leakDetectionThreshold ${sub.r.leakMs} ms): is a scope from pool.get never closed?`
+          )
+        )
+      }
+      return Effect.all(warnings, { discard: true })
+    }
+
     const housekeeping = Effect.sleep(config.housekeepingInterval).pipe(
-      Effect.andThen(Effect.sync(() => {
-        for (const sub of subs.values()) sweep(sub)
+      Effect.andThen(Effect.suspend(() => {
+        const subsNow = Array.from(subs.values())
+        for (const sub of subsNow) sweep(sub)
+        return Effect.forEach(subsNow, detectLeaks, { discard: true })
       })),
       Effect.forever
     )
