@@ -10,8 +10,9 @@ import { ProtocolError, Server } from "@modelcontextprotocol/server"
 import type { CallToolResult, Tool } from "@modelcontextprotocol/server"
 import type { DemoServerOptions } from "./options.ts"
 
-/** JSON-RPC error codes used by the demo server. */
+/** JSON-RPC "invalid params": bad arguments, unknown tool, bad cursor. */
 export const INVALID_PARAMS = -32602
+/** JSON-RPC "internal error": what `flaky` and `fail` (protocol) answer by default. */
 export const INTERNAL_ERROR = -32603
 
 const text = (t: string): CallToolResult => ({ content: [{ type: "text", text: t }] })
