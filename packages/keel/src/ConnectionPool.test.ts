@@ -113,6 +113,34 @@ const settle = Effect.gen(function*() {
   for (let i = 0; i < 20; i++) yield* Effect.yieldNow
 })
 
+describe("ConnectionPool: healthCheck", () => {
+  it.effect("pings open sessions in place: starts none, keeps idle clocks, retires the ones that fail", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ idleTimeout: "10 seconds" })
+      yield* pool.add("a", cfg)
+      // No session yet: nothing is started just to be checked.
+      assert.deepStrictEqual(yield* pool.healthCheck("a"), { ok: 0, checked: 0 })
+      assert.strictEqual(state.created, 0)
+      yield* pool.use("a", () => Effect.void)
+      // Checks every 4 s do not keep the idle session from its 10 s idle timeout.
+      const seen: Array<{ ok: number; checked: number }> = []
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust("4 seconds")
+        yield* settle
+        seen.push(yield* pool.healthCheck("a"))
+      }
+      // t=4 s and 8 s: checked and fine; t=12 s: the session has idled out, checks or not.
+      assert.deepStrictEqual(seen, [{ ok: 1, checked: 1 }, { ok: 1, checked: 1 }, { ok: 0, checked: 0 }])
+      assert.strictEqual((yield* pool.stats("a")).destroyed.idle, 1)
+      // A session that fails its ping is retired.
+      yield* pool.use("a", () => Effect.void)
+      state.failPing = true
+      assert.deepStrictEqual(yield* pool.healthCheck("a"), { ok: 0, checked: 1 })
+      assert.strictEqual((yield* pool.stats("a")).destroyed.ping, 1)
+      assert.strictEqual((yield* pool.stats("a")).total, 0)
+    }))
+})
+
 describe("ConnectionPool: leak detection", () => {
   it.effect("a get lease held past leakDetectionThreshold is counted (once); short leases are not", () =>
     Effect.gen(function*() {

@@ -417,6 +417,12 @@ export interface ConnectionPoolShape {
   readonly stats: (server: string) => Effect.Effect<PoolStats, PoolUnknownServerError>
   /** Every server's stats, in the order added. */
   readonly statsAll: Effect.Effect<ReadonlyArray<PoolStats>>
+  /**
+   * Pings the server's open sessions without leasing them: idle clocks are left alone (a health check
+   * does not keep sessions from their idle timeout) and no session is started. A session that fails its
+   * ping is retired (`destroyed.ping`). Returns how many answered and how many were pinged.
+   */
+  readonly healthCheck: (server: string) => Effect.Effect<{ readonly ok: number; readonly checked: number }, PoolUnknownServerError>
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1102,7 +1108,28 @@ export const make = (
           const sub = subs.get(server)
           return sub === undefined ? unknownServer(server) : Effect.succeed(statsOf(sub))
         }),
-      statsAll: Effect.sync(() => Array.from(subs.values(), statsOf))
+      statsAll: Effect.sync(() => Array.from(subs.values(), statsOf)),
+      healthCheck: (server) =>
+        Effect.suspend(() => {
+          const sub = subs.get(server)
+          if (sub === undefined) return unknownServer(server)
+          const open = Array.from(sub.conns).filter((c) => !c.destroyed && c.retiring === undefined)
+          return Effect.forEach(
+            open,
+            (c) =>
+              c.connection.ping({ timeout: sub.r.pingTimeoutMs }).pipe(
+                Effect.as(true),
+                Effect.catch(() =>
+                  Effect.sync(() => {
+                    retire(sub, c, "ping")
+                    dispatch(sub)
+                    return false
+                  })
+                )
+              ),
+            { concurrency: "unbounded" }
+          ).pipe(Effect.map((results) => ({ ok: results.filter(Boolean).length, checked: results.length })))
+        })
     }
     return shape
   })

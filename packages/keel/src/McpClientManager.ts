@@ -525,13 +525,13 @@ const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scop
       yield* Effect.forkScoped(
         Effect.suspend(() => Effect.forEach(
           Array.from(runtimes.values()),
-          // Only servers with open sessions: a health check never starts one (nor a child process).
+          // The pool pings open sessions in place: a health check never starts a session (nor a child
+          // process) and never keeps one from its idle timeout; a session that fails is retired.
           (rt) =>
-            Effect.flatMap(Effect.orDie(pool.stats(rt.entry.name)), (stats) =>
-              stats.total === 0 ? Effect.void : pool.use(rt.entry.name, (c) => c.ping({ timeout: rt.entry.timeouts.call })).pipe(
-                Effect.exit,
-                Effect.tap((exit) => Effect.sync(() => (rt.lastHealthCheck = { ok: Exit.isSuccess(exit), at: Date.now() })))
-              )),
+            Effect.flatMap(Effect.orDie(pool.healthCheck(rt.entry.name)), ({ ok, checked }) =>
+              Effect.sync(() => {
+                if (checked > 0) rt.lastHealthCheck = { ok: ok === checked, at: Date.now() }
+              })),
           { discard: true }
         )).pipe(Effect.repeat(Schedule.spaced(interval)))
       )
