@@ -15,7 +15,7 @@ const examples = readdirSync(dir).filter((f) => /^\d\d-.*\.ts$/.test(f)).sort()
  * leaves behind once it has exited. Children of other test files still have their live parent.
  */
 const orphanedDemoServers = (): Array<string> =>
-  spawnSync("ps", ["-eo", "pid=,ppid=,args="], { encoding: "utf8" }).stdout.split("\n")
+  (spawnSync("ps", ["-eo", "pid=,ppid=,args="], { encoding: "utf8" }).stdout ?? "").split("\n")
     .map((l) => l.trim().split(/\s+/))
     .filter((cols) => cols[1] === "1" && cols.slice(2).join(" ").includes("demo-server/src/main.ts"))
     .map((cols) => cols.join(" "))
