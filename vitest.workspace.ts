@@ -15,7 +15,7 @@ const project = (name: string, root: string, extra: Partial<TestProjectInlineCon
   }) satisfies TestProjectInlineConfiguration
 
 export const projects: Array<TestProjectInlineConfiguration> = [
-  project("core", "packages/keel"),
+  project("core", "packages/core"),
   project("demo-server", "packages/demo-server"),
   project("prometheus", "packages/prometheus"),
   project("examples", "examples"),

@@ -14,7 +14,7 @@ import { execSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import * as os from "node:os"
 import { Effect, Exit, Scope } from "effect"
-import * as CB from "../packages/keel/src/CircuitBreaker.ts"
+import * as CB from "../packages/core/src/CircuitBreaker.ts"
 
 const Cockatiel = (CockatielNs as any).circuitBreaker ? CockatielNs : (CockatielDefault as any)
 

@@ -17,9 +17,9 @@ import { cpus } from "node:os"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import { demoStdio } from "../packages/demo-server/src/index.ts"
-import * as ConnectionPool from "../packages/keel/src/ConnectionPool.ts"
-import { McpClient } from "../packages/keel/src/McpClient.ts"
-import type { ServerConfig } from "../packages/keel/src/ServerConfig.ts"
+import * as ConnectionPool from "../packages/core/src/ConnectionPool.ts"
+import { McpClient } from "../packages/core/src/McpClient.ts"
+import type { ServerConfig } from "../packages/core/src/ServerConfig.ts"
 import { quantile } from "./report.ts"
 
 const root = fileURLToPath(new URL("..", import.meta.url))

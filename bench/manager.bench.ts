@@ -19,9 +19,9 @@
 import { Client, InMemoryTransport } from "@modelcontextprotocol/client"
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
 import { createDemoServer, DemoState, demoStdio, parseOptions } from "@keel/demo-server"
-import { McpClient } from "../packages/keel/src/McpClient.ts"
+import { McpClient } from "../packages/core/src/McpClient.ts"
 import { Effect, Layer, ManagedRuntime } from "effect"
-import { McpClientManager } from "../packages/keel/src/McpClientManager.ts"
+import { McpClientManager } from "../packages/core/src/McpClientManager.ts"
 import { machine, quantile, writeResults } from "./report.ts"
 
 const smoke = process.env.KEEL_BENCH_SMOKE === "1"

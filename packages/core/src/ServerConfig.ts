@@ -16,7 +16,10 @@
  *
  * @since 0.1.0
  */
-import { Effect, Redacted, Schema, SchemaIssue } from "effect"
+import { Effect, Redacted, Schema } from "effect"
+import { configError, formatPath, McpConfigError } from "./ConfigSchema.ts"
+
+export { configError, McpConfigError } from "./ConfigSchema.ts"
 
 /** A map of secret strings (env values, header values), decoded from plain strings into `Redacted`. */
 const Secrets = Schema.Record(Schema.String, Schema.RedactedFromValue(Schema.String))
@@ -104,39 +107,6 @@ export type ServerConfig = typeof ServerConfig.Type
 
 /** The config as written in JSON, before decoding (secrets as plain strings). */
 export type ServerConfigInput = typeof ServerConfig.Encoded
-
-/**
- * A config failed to decode. `path` names the field (e.g. `servers.github.command`) and `message` says
- * what is wrong with it. Values are never echoed, since they may be secrets.
- *
- * @since 0.1.0
- * @category errors
- */
-export class McpConfigError extends Schema.TaggedError<McpConfigError>()("McpConfigError", {
-  path: Schema.String,
-  message: Schema.String
-}) {}
-
-const formatIssue = SchemaIssue.makeFormatterStandardSchemaV1()
-
-const formatPath = (prefix: string, path: ReadonlyArray<PropertyKey>): string =>
-  [prefix, ...path.map(String)].filter((s) => s.length > 0).join(".")
-
-/**
- * Turns a Schema decoding error into an {@link McpConfigError} naming the first bad field. The issue's
- * actual value is left out of the message: it may be a token.
- *
- * @since 0.1.0
- * @category errors
- */
-export const configError = (prefix: string, error: Schema.SchemaError): McpConfigError => {
-  const first = formatIssue(error.issue).issues[0]
-  return new McpConfigError({
-    path: formatPath(prefix, (first?.path ?? []).map((p) => (typeof p === "object" ? p.key : p))) || "(root)",
-    // "Expected string, got 42": drop the "got" part, the value may be a secret.
-    message: (first?.message ?? "invalid").replace(/, got [\s\S]*$/, "")
-  })
-}
 
 /**
  * Decodes an unknown value as a {@link ServerConfig}; `prefix` is prepended to the failing path.
