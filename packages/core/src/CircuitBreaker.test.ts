@@ -577,3 +577,39 @@ describe("CircuitBreakerRegistry", () => {
       Effect.provide(CB.CircuitBreaker.layer("one", base))
     ))
 })
+
+describe("CircuitBreakerRegistry add/remove", () => {
+  it.effect("add merges defaults, servers[server] and config; replaces the previous breaker; remove forgets it", () =>
+    Effect.gen(function*() {
+      const registry = yield* CB.makeRegistry({
+        defaults: base,
+        servers: { s: { consecutiveFailureThreshold: 2 } }
+      })
+      const first = yield* registry.add("s")
+      assert.strictEqual(first.config.consecutiveFailureThreshold, 2)
+      assert.strictEqual(first.config.permittedCallsInHalfOpen, 3)
+      yield* Effect.exit(first.execute(fail))
+      const second = yield* registry.add("s", { consecutiveFailureThreshold: 1 })
+      assert.notStrictEqual(second, first)
+      assert.strictEqual(yield* registry.get("s"), second)
+      assert.strictEqual(second.config.consecutiveFailureThreshold, 1)
+      assert.strictEqual((yield* second.stats).totalCalls, 0) // a fresh breaker
+      yield* registry.execute("s", fail)
+        .pipe(Effect.exit)
+      assert.strictEqual((yield* registry.states).get("s"), "Open")
+      yield* registry.remove("s")
+      yield* registry.remove("s") // absent: a no-op
+      assert.isFalse((yield* registry.states).has("s"))
+    }))
+
+  it.effect("add fails with McpConfigError naming the field", () =>
+    Effect.gen(function*() {
+      const registry = yield* CB.makeRegistry({ defaults: base })
+      const error = yield* Effect.flip(registry.add("s", { failureRateThreshold: 1.5 }))
+      assert.strictEqual(error._tag, "McpConfigError")
+      assert.strictEqual(error.path, "breaker.failureRateThreshold")
+      const cross = yield* Effect.flip(registry.add("s", { permittedCallsInHalfOpen: 1, successThresholdToClose: 2 }))
+      assert.strictEqual(cross.path, "breaker.successThresholdToClose")
+      assert.isFalse((yield* registry.states).has("s"))
+    }))
+})

@@ -54,6 +54,8 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as ConfigSchema from "./ConfigSchema.ts"
+import { McpConfigError } from "./ConfigSchema.ts"
 
 // -------------------------------------------------------------------------------------------------------------
 // states
@@ -191,6 +193,38 @@ const durationKeys = [
 ] as const
 
 const decodeConfig = Schema.decodeUnknownSync(CircuitBreakerConfig)
+
+const decodeSettings = ConfigSchema.decodeSettings(CircuitBreakerConfig, "breaker", durationKeys)
+
+/**
+ * Fills in defaults and validates, as an Effect: an invalid setting fails with an {@link McpConfigError}
+ * whose `path` names the field under `path` (default `"breaker"`), e.g. `breaker.failureRateThreshold`.
+ * `successThresholdToClose` above `permittedCallsInHalfOpen` (the breaker could never close) and a
+ * non-positive `maxWaitDurationInHalfOpen` are errors too.
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const decode = (
+  input: CircuitBreakerConfigInput | CircuitBreakerConfig = {},
+  path = "breaker"
+): Effect.Effect<CircuitBreakerConfig, McpConfigError> =>
+  Effect.flatMap(decodeSettings(input, path), (config) => {
+    if (config.successThresholdToClose > config.permittedCallsInHalfOpen) {
+      return Effect.fail(
+        new McpConfigError({
+          path: `${path}.successThresholdToClose`,
+          message: `Expected a value less than or equal to permittedCallsInHalfOpen (${config.permittedCallsInHalfOpen})`
+        })
+      )
+    }
+    if (Duration.toMillis(config.maxWaitDurationInHalfOpen) <= 0) {
+      return Effect.fail(
+        new McpConfigError({ path: `${path}.maxWaitDurationInHalfOpen`, message: "Expected a positive duration" })
+      )
+    }
+    return Effect.succeed(config)
+  })
 
 /**
  * Fills in defaults and validates. Throws a `SchemaError` on an invalid value, and a `RangeError` when
@@ -1131,6 +1165,13 @@ export interface RegistryOptions extends MakeOptions {
 export interface Registry {
   /** The breaker for `server` (made on first use). */
   readonly get: (server: string) => Effect.Effect<Breaker>
+  /**
+   * Makes the breaker for `server` from `defaults` ⊕ `servers[server]` ⊕ `config`, replacing (and shutting
+   * down) any previous breaker of that name. A bad setting fails with {@link McpConfigError}.
+   */
+  readonly add: (server: string, config?: CircuitBreakerConfigInput) => Effect.Effect<Breaker, McpConfigError>
+  /** Shuts down and forgets the breaker for `server` (nothing happens when there is none). */
+  readonly remove: (server: string) => Effect.Effect<void>
   /** Runs `self` through the breaker for `server`. */
   readonly execute: <A, E, R>(
     server: string,
@@ -1180,8 +1221,33 @@ export const makeRegistry = (options: RegistryOptions = {}): Effect.Effect<Regis
           }
           return entry.breaker
         }
+        const shutdownEntry = (entry: { readonly core: BreakerCore }) =>
+          Effect.suspend(() => {
+            entry.core.shutdown()
+            return PubSub.shutdown(entry.core.hub.pubsub)
+          })
         const registry: Registry = {
           get: (server) => Effect.sync(() => getUnsafe(server)),
+          add: (server, config) =>
+            Effect.flatMap(
+              decode({ ...options.defaults, ...options.servers?.[server], ...config }),
+              (resolved) =>
+                Effect.suspend(() => {
+                  const previous = breakers.get(server)
+                  const entry = makeBreaker(server, resolved, options, clock, context, [hub])
+                  breakers.set(server, entry)
+                  return previous === undefined
+                    ? Effect.succeed(entry.breaker)
+                    : Effect.as(shutdownEntry(previous), entry.breaker)
+                })
+            ),
+          remove: (server) =>
+            Effect.suspend(() => {
+              const previous = breakers.get(server)
+              if (previous === undefined) return Effect.void
+              breakers.delete(server)
+              return shutdownEntry(previous)
+            }),
           execute: (server, self) => Effect.suspend(() => getUnsafe(server).execute(self)),
           states: Effect.sync(() => {
             const now = clock.currentTimeMillisUnsafe()
