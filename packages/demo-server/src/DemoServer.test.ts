@@ -38,3 +38,21 @@ describe("demo server flaky tool", () => {
     expect(outcomes[0]!.filter((x) => !x).length).toBeGreaterThan(3)
   })
 })
+
+describe("demo server work tool", () => {
+  it("burns about `ms` of the server's CPU per call, so calls on one process run one after another", async () => {
+    const client = new Client({ name: "t", version: "1" })
+    await client.connect(new StdioClientTransport({ ...demoStdio(), stderr: "ignore" }))
+    try {
+      const t0 = performance.now()
+      const results = await Promise.all([0, 1, 2, 3].map(() => client.callTool({ name: "work", arguments: { ms: 50 } })))
+      const elapsed = performance.now() - t0
+      for (const r of results) expect((r.content as Array<{ text: string }>)[0]!.text).toMatch(/^worked 50ms/)
+      // one single-threaded process: four 50 ms bursts of CPU cannot overlap
+      expect(elapsed).toBeGreaterThanOrEqual(195)
+      await expect(client.callTool({ name: "work", arguments: { ms: -1 } })).rejects.toThrow(/ms must be/)
+    } finally {
+      await client.close()
+    }
+  })
+})

@@ -45,6 +45,12 @@ export const builtinTools: ReadonlyArray<Tool> = [
     inputSchema: obj({ ms: { type: "integer", minimum: 0 }, progressEveryMs: { type: "integer", minimum: 1 } }, ["ms"])
   },
   {
+    name: "work",
+    annotations: { readOnlyHint: true },
+    description: "Burns `ms` milliseconds of this server process's CPU (a busy loop), then answers: a tool whose cost is server CPU, not waiting.",
+    inputSchema: obj({ ms: { type: "number", minimum: 0, maximum: 60_000 } }, ["ms"])
+  },
+  {
     name: "flaky",
     description: "Fails deterministically: the first `failFirst` calls, or by `pattern` (F fails, S succeeds, cycled), or at `failRate` with `seed`. Calls are counted per `key`. Fails with a protocol error, or an isError result when `as` is `isError`.",
     inputSchema: obj({
@@ -261,6 +267,14 @@ export const createDemoServer = (state: DemoState): Server => {
           throw e
         }
         return text(`slept ${ms}ms`)
+      }
+      case "work": {
+        const ms = num(args, "ms")
+        if (ms < 0 || ms > 60_000) throw invalid("ms must be between 0 and 60000")
+        const until = performance.now() + ms
+        let spins = 0
+        while (performance.now() < until) spins++
+        return text(`worked ${ms}ms (${spins} spins)`)
       }
       case "flaky": {
         const key = typeof args.key === "string" ? args.key : "default"
