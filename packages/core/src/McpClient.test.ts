@@ -47,11 +47,11 @@ const conversation = (label: string, connect: (flags?: Parameters<typeof demoStd
       Effect.gen(function*() {
         const c = yield* connect({ pageSize: 3, extraTools: 8 })
         const { tools } = yield* c.listTools()
-        assert.strictEqual(tools.length, 18) // 10 built-ins + 8 generated
-        assert.strictEqual(new Set(tools.map((t) => t.name)).size, 18)
+        assert.strictEqual(tools.length, 19) // 11 built-ins + 8 generated
+        assert.strictEqual(new Set(tools.map((t) => t.name)).size, 19)
         const s = yield* stats(c)
         assert.strictEqual(s.listToolsRequests, 1)
-        assert.strictEqual(s.listToolsPages, 6)
+        assert.strictEqual(s.listToolsPages, 7)
       }).pipe(Effect.scoped))
 
     it.live("times out a slow call with McpTimeoutError and cancels it on the server", () =>

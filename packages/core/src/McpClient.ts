@@ -41,7 +41,7 @@ import type {
   ServerNotification
 } from "@modelcontextprotocol/client"
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
-import { Context, Deferred, Duration, Effect, Layer, PubSub, Schema, type Scope, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, PubSub, Redacted, Schema, type Scope, Stream } from "effect"
 import {
   McpClosedError,
   McpConnectError,
@@ -265,19 +265,44 @@ const toolErrorText = (result: CallToolResult): string =>
 // Transports
 // ---------------------------------------------------------------------------------------------------------
 
-/** A bounded tail of a child's stderr, for connect errors. */
+/**
+ * A bounded tail of a child's stderr, for connect errors. The values of the server's configured secrets
+ * (env values, header values) are masked as `***` when read: a child that prints its own token must not put
+ * it into an error message or a log.
+ */
 class StderrTail {
   private text = ""
   readonly limit: number
-  constructor(limit: number) {
+  private readonly secrets: ReadonlyArray<string>
+  constructor(limit: number, secrets: ReadonlyArray<string> = []) {
     this.limit = limit
+    // Longest first, so a secret that contains another is masked whole. Very short values ("1", "on")
+    // are not secrets worth masking and would garble the text.
+    this.secrets = secrets.filter((v) => v.length >= 4).sort((a, b) => b.length - a.length)
   }
   push(chunk: string): void {
     this.text = (this.text + chunk).slice(-this.limit)
   }
   get value(): string {
-    return this.text
+    let out = this.text
+    for (const secret of this.secrets) {
+      out = out.split(secret).join("***")
+      // The tail may start inside a secret: mask a cut-off end of it at the very start.
+      for (let n = secret.length - 1; n >= 4; n--) {
+        if (out.startsWith(secret.slice(-n))) {
+          out = "***" + out.slice(n)
+          break
+        }
+      }
+    }
+    return out
   }
+}
+
+/** The plain values of a server's configured secrets, only for masking them in what the server prints. */
+const secretValues = (config: ServerConfig): ReadonlyArray<string> => {
+  const map = config.type === "stdio" ? config.env : config.headers
+  return map === undefined ? [] : Object.values(map).map((v) => Redacted.value(v))
 }
 
 interface Built {
@@ -342,7 +367,7 @@ const httpInit = (config: HttpServerConfig | SseServerConfig): RequestInit => ({
 })
 
 const buildTransport = (config: ServerConfig, tailBytes: number, onBroken: (reason: string) => void): Built => {
-  const stderr = new StderrTail(tailBytes)
+  const stderr = new StderrTail(tailBytes, secretValues(config))
   switch (config.type) {
     case "stdio": {
       const transport = new StdioClientTransport({
@@ -364,11 +389,11 @@ const buildTransport = (config: ServerConfig, tailBytes: number, onBroken: (reas
       return { transport, stderr, pid: () => undefined }
     }
     case "sse": {
-      const init = httpInit(config)
+      const fetch = watchedFetch(onBroken)
       const transport = new SSEClientTransport(new URL(config.url), {
-        requestInit: init,
-        eventSourceInit: { fetch: watchedFetch(onBroken) },
-        fetch: watchedFetch(onBroken)
+        requestInit: httpInit(config),
+        eventSourceInit: { fetch },
+        fetch
       })
       return { transport, stderr, pid: () => undefined }
     }
@@ -400,6 +425,9 @@ const isAlive = (pid: number): boolean => {
 
 const toMillis = (d: Duration.Input | undefined, fallback: number): number =>
   d === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(d))
+
+/** The overall connect bound fired (see the connect step in {@link make}). */
+const connectTimedOut: unique symbol = Symbol("connectTimedOut")
 
 const make = (
   name: string,
@@ -473,16 +501,24 @@ const make = (
         })
     )
 
+    // The connect is bounded three ways: the SDK's own initialize timeout; the session breaking under it (a
+    // refused legacy-SSE URL never settles the SDK's `start()`, it only reaches our fetch wrapper); and an
+    // overall `connectTimeout` over transport start + initialize, whatever the transport does.
     yield* Effect.tryPromise({
       try: (signal) => client.connect(built.transport, { signal, timeout: connectTimeoutMs }),
       catch: (e) => e
     }).pipe(
+      Effect.raceFirst(Effect.flatMap(Deferred.await(closed), (reason) => Effect.fail(new Error(reason)))),
+      Effect.timeoutOrElse({
+        duration: connectTimeoutMs,
+        orElse: () => Effect.fail(connectTimedOut)
+      }),
       Effect.catch((e) =>
         Effect.gen(function*() {
           // Give the child's last words on stderr a moment to arrive.
           yield* Effect.sleep(50)
-          const text = e instanceof SdkError && e.code === "REQUEST_TIMEOUT"
-            ? `initialize timed out after ${connectTimeoutMs} ms`
+          const text = e === connectTimedOut || (e instanceof SdkError && e.code === "REQUEST_TIMEOUT")
+            ? `connect timed out after ${connectTimeoutMs} ms (transport start + initialize)`
             : errorText(e)
           return yield* new McpConnectError({
             server: name,
