@@ -21,7 +21,10 @@ import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
 import { createDemoServer, DemoState, demoStdio, parseOptions } from "@keel/demo-server"
 import { McpClient } from "../packages/core/src/McpClient.ts"
 import { Effect, Layer, ManagedRuntime } from "effect"
+import { CircuitBreakerRegistry } from "../packages/core/src/CircuitBreaker.ts"
 import { McpClientManager } from "../packages/core/src/McpClientManager.ts"
+import { McpConfig } from "../packages/core/src/McpConfig.ts"
+import * as SessionHooks from "../packages/core/src/SessionHooks.ts"
 import { machine, quantile, writeResults } from "./report.ts"
 
 const smoke = process.env.KEEL_BENCH_SMOKE === "1"
@@ -95,11 +98,17 @@ const linked = async () => {
 }
 const rawInProcess = new Client({ name: "bench", version: "1" })
 await rawInProcess.connect(await linked())
+// The default graph, with a pool whose sessions run over an in-memory transport.
+const inMemoryPool = McpClientManager.layerConnectionPool({
+  connect: (name, config, options) =>
+    Effect.flatMap(Effect.promise(linked), (transport) => McpClient.connect(name, config, { ...options, transport }))
+}).pipe(Layer.provide(SessionHooks.layer()))
 const rtInProcess = ManagedRuntime.make(
-  McpClientManager.layerConfig({ mcpServers: { demo: { command: "in-process" } } }, {
-    connect: (name, config, options) =>
-      Effect.flatMap(Effect.promise(linked), (transport) => McpClient.connect(name, config, { ...options, transport }))
-  }) as Layer.Layer<McpClientManager, never>
+  McpClientManager.layer().pipe(
+    Layer.provide(Layer.mergeAll(inMemoryPool, CircuitBreakerRegistry.layer())),
+    Layer.provide(McpClientManager.layerToolCache),
+    Layer.provide(McpConfig.layerConfig({ mcpServers: { demo: { command: "in-process" } } }))
+  ) as Layer.Layer<McpClientManager, never>
 )
 const IN_PROCESS = smoke ? 2_000 : 20_000
 const inProcessRaw: Array<number> = []

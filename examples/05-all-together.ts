@@ -15,7 +15,7 @@
  * a free port).
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { loadConfigFile, decodeConfig, McpClientManager, type McpConfig } from "@keel/core"
+import { loadConfigFile, decodeConfig, McpClientManager, McpConfig, type McpConfigShape } from "@keel/core"
 import { demoStdio, spawnDemoHttp } from "@keel/demo-server"
 import { PrometheusMetrics } from "@keel/prometheus"
 import { Console, Effect, Layer } from "effect"
@@ -52,7 +52,7 @@ const sampleCall = (server: string, tools: ReadonlyArray<{ readonly name: string
   return free === undefined ? undefined : { tool: free.name, args: {} }
 }
 
-const program = (config: McpConfig, source: string) =>
+const program = (config: McpConfigShape, source: string) =>
   Effect.gen(function*() {
     const mcp = yield* McpClientManager
     const metrics = yield* PrometheusMetrics
@@ -125,7 +125,7 @@ const program = (config: McpConfig, source: string) =>
       yield* Effect.never
     }
   }).pipe(Effect.provide(Layer.mergeAll(
-    McpClientManager.layer({ config }),
+    McpClientManager.layerDefault().pipe(Layer.provide(McpConfig.layer(config))),
     PrometheusMetrics.layer({ port: Number(process.env.KEEL_METRICS_PORT ?? 0) })
   )))
 

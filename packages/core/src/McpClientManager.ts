@@ -1,6 +1,9 @@
 /**
- * `McpClientManager`: what a user adds to an Effect program. One Layer composes, per server, the
- * {@link ConnectionPool}, the {@link ToolCache}, a {@link CircuitBreaker}, timeouts, retry and metrics.
+ * `McpClientManager`: what a user adds to an Effect program. It composes services, each with its own
+ * layer: the decoded {@link McpConfig}, one {@link ToolCache}, one {@link ConnectionPool} (whose
+ * {@link SessionHooks} keep the cache right about every session), a {@link CircuitBreakerRegistry} (one
+ * breaker per server, made at run time), and the metrics recorder (`McpMetrics.CurrentRecorder`, a
+ * `Context.Reference`). Timeouts, retry, validation and status are the manager's own.
  *
  * ```ts
  * import { Effect } from "effect"
@@ -12,6 +15,38 @@
  *   const result = yield* mcp.callTool("github", "search_issues", { q: "is:open" })
  * }).pipe(Effect.provide(McpClientManager.layerFile("mcp.json")))
  * ```
+ *
+ * ## Layers
+ *
+ * - `McpClientManager.layerFile(path)` / `layerConfig(json)`: the whole default graph in one Layer.
+ * - `McpClientManager.layerDefault(options)`: the same graph over an `McpConfig` you provide.
+ * - `McpClientManager.layer(options)`: the manager alone; it *requires* `McpConfig`, `ToolCache`,
+ *   `ConnectionPool` and `CircuitBreakerRegistry`, so any of them can be swapped: another cache store, one
+ *   pool shared by two managers, a fake pool in a test.
+ *
+ * ```ts
+ * const live = McpClientManager.layer().pipe(
+ *   Layer.provide(McpClientManager.layerConnectionPool().pipe(Layer.provide(SessionHooks.layer()))),
+ *   Layer.provide(CircuitBreakerRegistry.layer()),
+ *   Layer.provide(ToolCache.layer({ policy: "lfu", capacity: 1_000 })), // one cache: hooks and manager
+ *   Layer.provide(McpConfig.layerFile("mcp.json"))
+ * )
+ * ```
+ *
+ * A manager adds its servers to the pool and the registry and removes them when it closes; a server name
+ * the shared pool already holds is refused (`ServerExistsError`, or an `McpConfigError` for a server of the
+ * config), so two managers never drain each other's sessions.
+ *
+ * ## Errors: one class per condition
+ *
+ * Every failure is a tagged class in the effect's error channel; no bad setting is a defect. A bad setting
+ * anywhere (file, `connect` at run time, pool settings, breaker settings) is one class, `McpConfigError`,
+ * whose `path` names the field. A missing server is one class, `UnknownServerError`, whether the manager or
+ * the pool noticed. Keel does not fold the rest into one error with a `reason` union (Effect's
+ * `McpClientError` idiom): the conditions call for different recoveries (`CircuitOpenError` falls back,
+ * `UnknownToolError` and `InvalidArgumentsError` are caller bugs, `McpTimeoutError` is the caller's budget),
+ * each signature already lists the exact union, and `Effect.catchTag` / `catchTags` recover one condition
+ * in one line and match exhaustively, which a `reason` union would only give back through `catchReason`.
  *
  * ## The order of a `callTool`, and why
  *
@@ -36,33 +71,23 @@
  *
  * @since 0.1.0
  */
-import type { CallToolResult, ElicitRequest, ElicitResult, ListToolsResult, Tool } from "@modelcontextprotocol/client"
+import type { CallToolResult, ListToolsResult, Tool } from "@modelcontextprotocol/client"
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/client/validators/ajv"
-import { Cause, Context, Duration, Effect, Exit, Layer, Redacted, Schedule, Schema, Scope, Stream } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Layer, Redacted, Schedule, Schema, Stream } from "effect"
+import type * as Scope from "effect/Scope"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
+import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
 import * as ConnectionPool from "./ConnectionPool.ts"
-import {
-  InvalidArgumentsError,
-  ServerExistsError,
-  UnknownServerError,
-  UnknownToolError
-} from "./ManagerErrors.ts"
-import { type CallOptions, type ConnectOptions, McpClient } from "./McpClient.ts"
-import {
-  decodeConfig,
-  decodePolicies,
-  decodeServerEntry,
-  loadConfigFile,
-  type McpConfig,
-  type ServerEntry,
-  type ServerPolicyInput
-} from "./McpConfigFile.ts"
-import type { McpError } from "./McpError.ts"
+import { InvalidArgumentsError, ServerExistsError, UnknownServerError, UnknownToolError } from "./ManagerErrors.ts"
+import type { CallOptions } from "./McpClient.ts"
+import { McpConfig } from "./McpConfig.ts"
+import { decodePolicies, decodeServerEntry, type ServerEntry, type ServerPolicyInput } from "./McpConfigFile.ts"
+import { type McpError, McpTimeoutError } from "./McpError.ts"
 import * as McpMetrics from "./McpMetrics.ts"
-import { type McpConfigError, networkTransport, type ServerConfig, type ServerConfigInput } from "./ServerConfig.ts"
+import { McpConfigError, networkTransport, type ServerConfig, type ServerConfigInput } from "./ServerConfig.ts"
+import * as SessionHooks from "./SessionHooks.ts"
 import { resolveTimeout } from "./Timeouts.ts"
-import * as ToolCache from "./ToolCache.ts"
-import { McpTimeoutError } from "./McpError.ts"
+import { ToolCache, type ToolCacheShape } from "./ToolCache.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // Models
@@ -104,22 +129,17 @@ export interface ManagerCallOptions extends CallOptions {
 }
 
 /**
- * Handlers for requests a server sends to the client. With `elicitation` set, Keel declares the
- * `elicitation` capability (form mode, with `applyDefaults`).
+ * Handlers for requests a server sends to the client (see {@link SessionHooks.ClientHandlers}).
  *
  * @since 0.1.0
  * @category models
  */
-export interface ClientHandlers {
-  readonly elicitation?: ((request: ElicitRequest["params"], server: string) => Effect.Effect<ElicitResult>) | undefined
-  readonly sampling?: ((request: unknown, server: string) => Effect.Effect<unknown>) | undefined
-  readonly roots?: ((server: string) => Effect.Effect<ReadonlyArray<{ readonly uri: string; readonly name?: string }>>) | undefined
-}
+export type ClientHandlers = SessionHooks.ClientHandlers
 
 /**
  * Retry policy for errors that are safe to retry (see the module doc): the first retry is immediate (the
  * pool has already replaced a dead session), later ones follow `schedule` (default: exponential from 50 ms,
- * jittered); `times` is the most retries (default 3).
+ * jittered); `times` is the most retries (default 3; 0 turns retries off).
  *
  * @since 0.1.0
  * @category models
@@ -131,23 +151,26 @@ export interface RetryOptions {
 }
 
 /**
- * How to build a manager: a decoded config (from {@link loadConfigFile} or {@link decodeConfig}), handlers
- * and retry policy.
+ * What the manager itself takes, beyond its services: the retry policy and the health-check interval.
  *
  * @since 0.1.0
  * @category models
  */
 export interface ManagerOptions {
-  readonly config: McpConfig
-  readonly handlers?: ClientHandlers | undefined
   readonly retry?: RetryOptions | undefined
-  /**
-   * How sessions are opened: `McpClient.connect` unless replaced (e.g. to pass
-   * `ConnectOptions.transport` for an in-memory server in tests).
-   */
-  readonly connect?: ConnectionPool.Connect | undefined
   /** Ping every connected server at this interval (health check). Off by default. */
   readonly healthCheckInterval?: Duration.Input | undefined
+}
+
+/**
+ * Options of the default graph ({@link McpClientManager.layerDefault}, `layerConfig`, `layerFile`): the
+ * manager's own, plus the client handlers its pool's sessions declare.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LayerOptions extends ManagerOptions {
+  readonly handlers?: ClientHandlers | undefined
 }
 
 /**
@@ -164,7 +187,9 @@ export interface ServerStatus {
   readonly breaker: CircuitBreaker.CircuitState
   readonly pool: ConnectionPool.PoolStats
   readonly tools: number | undefined
+  /** The last failure, `at` in `Clock` milliseconds. */
   readonly lastError: { readonly tag: string; readonly message: string; readonly at: number } | undefined
+  /** The last health check that pinged a session, `at` in `Clock` milliseconds. */
   readonly lastHealthCheck: { readonly ok: boolean; readonly at: number } | undefined
 }
 
@@ -181,7 +206,7 @@ export interface Manager {
     config: ServerConfigInput | ServerConfig,
     policy?: ServerPolicyInput
   ) => Effect.Effect<void, McpConfigError | ServerExistsError>
-  /** Removes a server: closes its connections and drops its cache entries. */
+  /** Removes a server: closes its connections, drops its breaker and its cache entries. */
   readonly disconnect: (name: string) => Effect.Effect<void, UnknownServerError>
   /** The connected servers' names. */
   readonly servers: Effect.Effect<ReadonlyArray<string>>
@@ -200,60 +225,51 @@ export interface Manager {
   readonly status: (server: string) => Effect.Effect<ServerStatus, UnknownServerError>
   /** The status of every server. */
   readonly statuses: Effect.Effect<ReadonlyArray<ServerStatus>>
-  /** Breaker events of the servers connected when the stream starts. */
+  /** Breaker events of this manager's servers. */
   readonly breakerEvents: Stream.Stream<CircuitBreaker.CircuitBreakerEvent>
   /** The breaker of a server, for manual control (`isolate`, `reset`, ...). */
   readonly breaker: (server: string) => Effect.Effect<CircuitBreaker.Breaker, UnknownServerError>
-  /** The shared tool cache. */
-  readonly cache: ToolCache.ToolCacheShape
-  /** The shared connection pool. */
+  /** The `ToolCache` service. */
+  readonly cache: ToolCacheShape
+  /** The `ConnectionPool` service (possibly shared with other managers). */
   readonly pool: ConnectionPool.ConnectionPoolShape
-}
-
-/**
- * The manager service.
- *
- * @since 0.1.0
- * @category services
- */
-export class McpClientManager extends Context.Service<McpClientManager, Manager>()("@keel/core/McpClientManager") {
-  /** Builds a manager owned by the current scope. */
-  static readonly make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scope> => make(options)
-
-  /** A layer from a decoded config. */
-  static readonly layer = (options: ManagerOptions): Layer.Layer<McpClientManager> => Layer.effect(McpClientManager, make(options))
-
-  /**
-   * A layer from an `mcpServers` config value (as parsed JSON), decoded with `${VAR}` expansion.
-   */
-  static readonly layerConfig = (
-    json: unknown,
-    options: Omit<ManagerOptions, "config"> = {}
-  ): Layer.Layer<McpClientManager, McpConfigError> =>
-    Layer.effect(McpClientManager, Effect.flatMap(decodeConfig(json), (config) => make({ ...options, config })))
-
-  /** A layer from an `mcpServers` config file. */
-  static readonly layerFile = (
-    file: string,
-    options: Omit<ManagerOptions, "config"> = {}
-  ): Layer.Layer<McpClientManager, McpConfigError> =>
-    Layer.effect(McpClientManager, Effect.flatMap(loadConfigFile(file), (config) => make({ ...options, config })))
+  /** The `CircuitBreakerRegistry` service (possibly shared with other managers). */
+  readonly registry: CircuitBreaker.Registry
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Implementation
+// State
 // ---------------------------------------------------------------------------------------------------------
 
+type Validator = ReturnType<AjvJsonSchemaValidator["getValidator"]>
+
+/** One server of a manager. */
 interface ServerRuntime {
   readonly entry: ServerEntry
   readonly transport: "pipe" | "tcp"
   readonly breaker: CircuitBreaker.Breaker
-  readonly scope: Scope.Closeable
   lastError: { tag: string; message: string; at: number } | undefined
   lastHealthCheck: { ok: boolean; at: number } | undefined
   toolCount: number | undefined
   lastUnknownToolRefetch: number
+  /** The live `tools/list` (breaker → pool → timeout), built once per server: a cache hit allocates none. */
   fetchTools: Effect.Effect<ListToolsResult, ListToolsError>
+  /** Records a failure in `lastError`, built once per server. */
+  noteError: (cause: Cause.Cause<unknown>) => Effect.Effect<void>
+}
+
+/** A manager's state: its services, its servers, and what it caches per tool. */
+interface ManagerState {
+  readonly config: McpConfig["Service"]
+  readonly cache: ToolCacheShape
+  readonly pool: ConnectionPool.ConnectionPoolShape
+  readonly registry: CircuitBreaker.Registry
+  readonly clock: Clock.Clock
+  readonly runtimes: Map<string, ServerRuntime>
+  readonly validator: AjvJsonSchemaValidator
+  readonly validators: WeakMap<Tool, Validator>
+  readonly retrySchedule: Schedule.Schedule<unknown, unknown>
+  readonly retryTimes: number
 }
 
 const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential(50).pipe(Schedule.jittered)
@@ -265,18 +281,163 @@ const encodePoolSettings = (s: ConnectionPool.PoolSettings) =>
 const encodePoolConfig = (c: ConnectionPool.ConnectionPoolConfig) =>
   Schema.encodeSync(ConnectionPool.ConnectionPoolConfig)(c) as ConnectionPool.ConnectionPoolConfigInput
 
-const SAFE_ALWAYS = new Set(["McpConnectError"])
-const SAFE_IF_IDEMPOTENT = new Set(["McpClosedError"])
+// ---------------------------------------------------------------------------------------------------------
+// Servers
+// ---------------------------------------------------------------------------------------------------------
 
-/** Whether a failed attempt may be retried: see the module doc. */
-const retryable = (tool: Tool | undefined) => (error: CallToolError): boolean => {
-  const tag = error._tag
-  if (SAFE_ALWAYS.has(tag)) return true
-  if (SAFE_IF_IDEMPOTENT.has(tag)) {
-    const a = tool?.annotations
-    return a?.readOnlyHint === true || a?.idempotentHint === true
-  }
-  return false
+/** The runtime of `server`, or an {@link UnknownServerError} listing the manager's servers. */
+const lookup = (state: ManagerState, server: string): Effect.Effect<ServerRuntime, UnknownServerError> => {
+  const rt = state.runtimes.get(server)
+  return rt !== undefined ? Effect.succeed(rt) : Effect.fail(unknownServer(state, server))
+}
+
+const unknownServer = (state: ManagerState, server: string): UnknownServerError => {
+  const available = [...state.runtimes.keys()]
+  return new UnknownServerError({
+    server,
+    available,
+    message: `no server named "${server}"; connected: ${available.join(", ") || "(none)"}`
+  })
+}
+
+/** Records a failure (not an interruption) as the server's `lastError`, timed by `Clock`. */
+const noteErrorOf = (rt: ServerRuntime, clock: Clock.Clock) => (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
+  Effect.sync(() => {
+    if (Cause.hasInterruptsOnly(cause)) return
+    const error = Cause.squash(cause) as { _tag?: string; message?: string }
+    rt.lastError = { tag: error._tag ?? "Defect", message: error.message ?? String(error), at: clock.currentTimeMillisUnsafe() }
+  })
+
+/** Prefixes an error's path (`pool.maxConnections` → `mcpServers.github.keel.pool.maxConnections`). */
+const underPath = (prefix: string) => (e: McpConfigError): McpConfigError =>
+  new McpConfigError({ path: `${prefix}.${e.path}`, message: e.message })
+
+/**
+ * Adds a server: its breaker to the registry, its settings to the pool. A name the (possibly shared) pool
+ * already holds is refused, so this manager never replaces another's sessions.
+ */
+const addServer = (
+  state: ManagerState,
+  entry: ServerEntry,
+  path: string
+): Effect.Effect<void, McpConfigError | ServerExistsError> =>
+  Effect.gen(function*() {
+    const name = entry.name
+    if (state.runtimes.has(name)) {
+      return yield* new ServerExistsError({ server: name, message: `server "${name}" is already connected` })
+    }
+    if ((yield* state.pool.list).includes(name)) {
+      return yield* new ServerExistsError({
+        server: name,
+        message: `the connection pool already holds a server named "${name}" (it is shared with another manager)`
+      })
+    }
+    const breaker = yield* state.registry.add(name, entry.breaker).pipe(Effect.mapError(underPath(`${path}.keel`)))
+    yield* state.pool.add(name, entry.config, encodePoolSettings(entry.pool)).pipe(
+      Effect.mapError(underPath(`${path}.keel`)),
+      Effect.onError(() => state.registry.remove(name))
+    )
+    const rt: ServerRuntime = {
+      entry,
+      transport: networkTransport(entry.config),
+      breaker,
+      lastError: undefined,
+      lastHealthCheck: undefined,
+      toolCount: undefined,
+      lastUnknownToolRefetch: Number.NEGATIVE_INFINITY,
+      fetchTools: Effect.void as never,
+      noteError: () => Effect.void
+    }
+    rt.noteError = noteErrorOf(rt, state.clock)
+    rt.fetchTools = breaker.execute(
+      state.pool.use(name, (c) => c.listTools({ timeout: entry.timeouts.call }))
+    ).pipe(Effect.onError((cause) => rt.noteError(cause)))
+    state.runtimes.set(name, rt)
+  })
+
+/** Removes a server from the pool (closing its sessions) and the registry, and drops its cache entries. */
+const removeServer = (state: ManagerState, name: string): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    state.runtimes.delete(name)
+    return Effect.andThen(
+      Effect.andThen(Effect.ignore(state.pool.remove(name)), state.registry.remove(name)),
+      state.cache.invalidate(name)
+    )
+  })
+
+/** `connect`: a decoded config (secrets already `Redacted`) as it is; one as written is decoded with `${VAR}`. */
+const connectServer = (
+  state: ManagerState,
+  name: string,
+  config: ServerConfigInput | ServerConfig,
+  policy: ServerPolicyInput
+): Effect.Effect<void, McpConfigError | ServerExistsError> =>
+  Effect.flatMap(
+    isDecoded(config)
+      ? Effect.map(decodePolicies(policy, state.config.defaults, `${name}.keel`), (p): ServerEntry => ({ name, config: config as ServerConfig, ...p }))
+      : decodeServerEntry(name, { ...config, keel: policy }, state.config.defaults, process.env, name),
+    (entry) => addServer(state, entry, name)
+  )
+
+/** Whether a server config was already decoded: its env or header values are `Redacted`. */
+const isDecoded = (config: ServerConfigInput | ServerConfig): boolean => {
+  const c = config as { env?: Record<string, unknown>; headers?: Record<string, unknown> }
+  return [...Object.values(c.env ?? {}), ...Object.values(c.headers ?? {})].some(Redacted.isRedacted)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------------------------------------
+
+/** The server's tool list through the cache; keeps the tool-count gauge up to date. */
+const listResult = (state: ManagerState, rt: ServerRuntime, credential: string | undefined) =>
+  state.cache.get(rt.entry.name, rt.fetchTools, { credential }).pipe(
+    Effect.tap((r) =>
+      rt.toolCount === r.tools.length ? Effect.void : Effect.andThen(
+        Effect.sync(() => (rt.toolCount = r.tools.length)),
+        McpMetrics.recordToolCount(rt.entry.name, r.tools.length)
+      ))
+  )
+
+/**
+ * The tool named `tool`. A name not in the list triggers one fresh `tools/list` first, at most once a
+ * second per server (by `Clock`), so callers that guess names cannot turn every call into a `tools/list`.
+ */
+const findTool = (
+  state: ManagerState,
+  rt: ServerRuntime,
+  tool: string,
+  credential: string | undefined
+): Effect.Effect<Tool, ListToolsError | UnknownToolError> =>
+  Effect.flatMap(listResult(state, rt, credential), (list) => {
+    const found = list.tools.find((t) => t.name === tool)
+    return found !== undefined ? Effect.succeed(found) : refetchTool(state, rt, tool, credential, list)
+  })
+
+const refetchTool = (
+  state: ManagerState,
+  rt: ServerRuntime,
+  tool: string,
+  credential: string | undefined,
+  list: ListToolsResult
+): Effect.Effect<Tool, ListToolsError | UnknownToolError> => {
+  const now = state.clock.currentTimeMillisUnsafe()
+  const refetch = now - rt.lastUnknownToolRefetch >= 1_000
+  if (refetch) rt.lastUnknownToolRefetch = now
+  const fresh = refetch ? Effect.andThen(state.cache.invalidate(rt.entry.name), listResult(state, rt, credential)) : Effect.succeed(list)
+  return Effect.flatMap(fresh, (result) => {
+    const again = result.tools.find((t) => t.name === tool)
+    if (again !== undefined) return Effect.succeed(again)
+    const names = result.tools.map((t) => t.name)
+    return Effect.fail(
+      new UnknownToolError({
+        server: rt.entry.name,
+        tool,
+        available: names.slice(0, 100),
+        message: `server "${rt.entry.name}" has no tool "${tool}"; it has: ${names.slice(0, 20).join(", ")}${names.length > 20 ? ", ..." : ""}`
+      })
+    )
+  })
 }
 
 /** The first failing JSON pointer in an Ajv error text such as "data/a must be number, ...". */
@@ -286,298 +447,299 @@ const pathOf = (errorMessage: string): string => {
   return p.length === 0 ? "/" : p.startsWith("/") ? p : `/${p}`
 }
 
-const make = (options: ManagerOptions): Effect.Effect<Manager, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const managerScope = yield* Effect.scope
-    const validator = new AjvJsonSchemaValidator()
-    const validators = new WeakMap<Tool, ReturnType<typeof validator.getValidator>>()
-    const runtimes = new Map<string, ServerRuntime>()
-    const retrySchedule = options.retry?.schedule ?? defaultRetry
-    const retryTimes = options.retry?.times ?? defaultRetryTimes
-
-    const cache = yield* ToolCache.make({ ...options.config.cache, name: "tools" })
-
-    const handlers = options.handlers
-    const connectOptions = (server: string): ConnectOptions => ({
-      sdkOptions: {
-        capabilities: {
-          ...(handlers?.elicitation !== undefined ? { elicitation: { form: { applyDefaults: true } } } : {}),
-          ...(handlers?.sampling !== undefined ? { sampling: {} } : {}),
-          ...(handlers?.roots !== undefined ? { roots: { listChanged: false } } : {})
-        }
-      },
-      setup: (sdk) => {
-        if (handlers?.elicitation !== undefined) {
-          const h = handlers.elicitation
-          sdk.setRequestHandler("elicitation/create", (request) => Effect.runPromise(h(request.params, server)))
-        }
-        if (handlers?.sampling !== undefined) {
-          const h = handlers.sampling
-          sdk.setRequestHandler("sampling/createMessage", (request) => Effect.runPromise(h(request.params, server)) as never)
-        }
-        if (handlers?.roots !== undefined) {
-          const h = handlers.roots
-          sdk.setRequestHandler("roots/list", () => Effect.runPromise(Effect.map(h(server), (roots) => ({ roots: [...roots] }))))
-        }
-      }
+/** Validates `args` against the tool's `inputSchema` (the compiled validator is kept per tool object). */
+const validate = (
+  state: ManagerState,
+  rt: ServerRuntime,
+  tool: Tool,
+  args: Record<string, unknown>
+): Effect.Effect<void, InvalidArgumentsError> => {
+  let check = state.validators.get(tool)
+  if (check === undefined) {
+    check = state.validator.getValidator(tool.inputSchema as never)
+    state.validators.set(tool, check)
+  }
+  const result = check(args)
+  return result.valid ? Effect.void : Effect.fail(
+    new InvalidArgumentsError({
+      server: rt.entry.name,
+      tool: tool.name,
+      path: pathOf(result.errorMessage),
+      message: `arguments of ${rt.entry.name}/${tool.name} fail its inputSchema: ${result.errorMessage}`
     })
+  )
+}
 
-    // A pooled session: the SDK session plus, for its lifetime, cache invalidation on list_changed and
-    // on a crash (so the cache refetches from the replacement session), and session metrics.
-    const connect = options.connect ?? McpClient.connect
-    const pool = yield* ConnectionPool.make(encodePoolConfig(options.config.pool), {
-      connect: (name, config) =>
-        Effect.tap(connect(name, config, connectOptions(name)), (connection) =>
-          Effect.gen(function*() {
-            yield* cache.watch(connection)
-            yield* McpMetrics.trackSession(name, networkTransport(config))
-            yield* Effect.forkScoped(
-              Effect.flatMap(connection.closed, (reason) => reason === "closed by client" ? Effect.void : cache.invalidate(name))
-            )
-          }))
-    }).pipe(Effect.orDie)
+// ---------------------------------------------------------------------------------------------------------
+// Calls
+// ---------------------------------------------------------------------------------------------------------
 
-    const lookup = (server: string): Effect.Effect<ServerRuntime, UnknownServerError> =>
-      Effect.suspend(() => {
-        const rt = runtimes.get(server)
-        return rt !== undefined
-          ? Effect.succeed(rt)
-          : Effect.fail(
-            new UnknownServerError({
-              server,
-              available: [...runtimes.keys()],
-              message: `no server named "${server}"; connected: ${[...runtimes.keys()].join(", ") || "(none)"}`
+/**
+ * Whether a failed attempt may be retried: a failed connect always; a session that closed under the call
+ * only for tools annotated `readOnlyHint` or `idempotentHint` (the server may have acted).
+ */
+const isRetryable = (error: CallToolError, tool: Tool): boolean => {
+  if (error._tag === "McpConnectError") return true
+  if (error._tag !== "McpClosedError") return false
+  const a = tool.annotations
+  return a?.readOnlyHint === true || a?.idempotentHint === true
+}
+
+/** One attempt: breaker → pool → timeout (innermost, on the wire only). */
+const attempt = (
+  state: ManagerState,
+  rt: ServerRuntime,
+  tool: Tool,
+  args: Record<string, unknown>,
+  callOptions: ManagerCallOptions | undefined
+): Effect.Effect<CallToolResult, CallToolError> => {
+  const t = resolveTimeout(rt.entry.timeouts, tool.name, callOptions)
+  if (!t.resetOnProgress && callOptions?.onProgress === undefined) {
+    // The common case: one timer, the SDK's.
+    const wire: CallOptions = { timeout: t.timeoutMs }
+    return rt.breaker.execute(state.pool.use(rt.entry.name, (c) => c.callTool(tool.name, args, wire)))
+  }
+  const wire: CallOptions = {
+    timeout: t.timeoutMs,
+    resetTimeoutOnProgress: t.resetOnProgress,
+    // The SDK asks for progress (and resets on it) only when a progress callback is set.
+    onProgress: callOptions?.onProgress ?? (() => {}),
+    maxTotalTimeout: t.maxMs
+  }
+  // Inside the pool: waiting for a session does not eat the call's budget. The SDK checks
+  // `maxTotalTimeout` only when progress arrives, so Keel enforces the hard maximum itself.
+  const call = state.pool.use(rt.entry.name, (c) =>
+    c.callTool(tool.name, args, wire).pipe(
+      Effect.timeoutOrElse({
+        duration: Duration.millis(t.maxMs),
+        orElse: () =>
+          Effect.fail(
+            new McpTimeoutError({
+              server: rt.entry.name,
+              method: "tools/call",
+              timeoutMs: t.maxMs,
+              message: `tools/call ${tool.name} exceeded its hard maximum of ${t.maxMs} ms`
             })
           )
       })
+    ))
+  return rt.breaker.execute(call)
+}
 
-    const noteError = (rt: ServerRuntime) => <E>(cause: Cause.Cause<E>) =>
-      Effect.sync(() => {
-        const error = Cause.squash(cause) as { _tag?: string; message?: string }
-        if (Cause.hasInterruptsOnly(cause)) return
-        rt.lastError = { tag: error._tag ?? "Defect", message: error.message ?? String(error), at: Date.now() }
+/**
+ * `callTool` once the tool is known: validate → metrics → retry → (attempt). The retry machinery is built
+ * only once an attempt has failed with a retryable error.
+ */
+const callKnownTool = (
+  state: ManagerState,
+  rt: ServerRuntime,
+  tool: Tool,
+  args: Record<string, unknown>,
+  callOptions: ManagerCallOptions | undefined
+): Effect.Effect<CallToolResult, CallToolError> => {
+  const once = attempt(state, rt, tool, args, callOptions)
+  const call = Effect.catch(once, (error) =>
+    state.retryTimes > 0 && isRetryable(error, tool)
+      ? Effect.retry(once, {
+        schedule: state.retrySchedule,
+        times: state.retryTimes - 1,
+        while: (e) => isRetryable(e, tool)
       })
+      : Effect.fail(error))
+  const validated = callOptions?.skipValidation === true ? call : Effect.andThen(validate(state, rt, tool, args), call)
+  return validated.pipe(
+    Effect.tapCause(rt.noteError),
+    McpMetrics.track({ server: rt.entry.name, transport: rt.transport, method: "tools/call", tool: tool.name })
+  )
+}
 
-    const addServer = (entry: ServerEntry): Effect.Effect<void, ServerExistsError> =>
-      Effect.gen(function*() {
-        if (runtimes.has(entry.name)) {
-          return yield* new ServerExistsError({ server: entry.name, message: `server "${entry.name}" is already connected` })
-        }
-        const scope = yield* Scope.fork(managerScope)
-        const breaker = yield* CircuitBreaker.make(entry.name, entry.breaker).pipe(Scope.provide(scope))
-        yield* Effect.orDie(pool.add(entry.name, entry.config, encodePoolSettings(entry.pool)))
-        const rt: ServerRuntime = {
-          entry,
-          transport: networkTransport(entry.config),
-          breaker,
-          scope,
-          lastError: undefined,
-          lastHealthCheck: undefined,
-          toolCount: undefined,
-          lastUnknownToolRefetch: 0,
-          fetchTools: Effect.void as never
-        }
-        rt.fetchTools = fetchTools(rt)
-        runtimes.set(entry.name, rt)
-      })
+/** The hot path: plain combinators, no generator and no span per call. */
+const callTool = (
+  state: ManagerState,
+  server: string,
+  toolName: string,
+  args: Record<string, unknown> = {},
+  callOptions?: ManagerCallOptions
+): Effect.Effect<CallToolResult, CallToolError> => {
+  const rt = state.runtimes.get(server)
+  if (rt === undefined) return Effect.fail(unknownServer(state, server))
+  return Effect.flatMap(
+    findTool(state, rt, toolName, callOptions?.credential),
+    (tool) => callKnownTool(state, rt, tool, args, callOptions)
+  )
+}
 
+// ---------------------------------------------------------------------------------------------------------
+// Status and health
+// ---------------------------------------------------------------------------------------------------------
 
-    // The live `tools/list` of a server: breaker → pool → timeout.
-    // Built once per server (see addServer): a cache hit allocates no fetch effect.
-    const fetchTools = (rt: ServerRuntime): Effect.Effect<ListToolsResult, ListToolsError> =>
-      rt.breaker.execute(
-        pool.use(rt.entry.name, (c) => c.listTools({ timeout: rt.entry.timeouts.call }))
-      ).pipe(Effect.onError(noteError(rt)))
-
-    for (const entry of options.config.servers) yield* Effect.orDie(addServer(entry))
-
-    const listResult = (rt: ServerRuntime, credential: string | undefined) =>
-      cache.get(rt.entry.name, rt.fetchTools, { credential }).pipe(
-        Effect.tap((r) =>
-          rt.toolCount === r.tools.length ? Effect.void : Effect.andThen(
-            Effect.sync(() => (rt.toolCount = r.tools.length)),
-            McpMetrics.recordToolCount(rt.entry.name, r.tools.length)
-          ))
-      )
-
-    const findTool = (
-      rt: ServerRuntime,
-      tool: string,
-      credential: string | undefined
-    ): Effect.Effect<Tool, ListToolsError | UnknownToolError> =>
-      Effect.flatMap(listResult(rt, credential), (list) => {
-        const found = list.tools.find((t) => t.name === tool)
-        if (found !== undefined) return Effect.succeed(found)
-        // The list may be stale: refetch before saying no, at most once a second per server, so callers
-        // that guess tool names cannot turn every call into a tools/list.
-        const now = Date.now()
-        const refetch = now - rt.lastUnknownToolRefetch >= 1_000
-        if (refetch) rt.lastUnknownToolRefetch = now
-        return (refetch ? Effect.andThen(cache.invalidate(rt.entry.name), listResult(rt, credential)) : Effect.succeed(list)).pipe(
-          Effect.flatMap((fresh) => {
-            const again = fresh.tools.find((t) => t.name === tool)
-            if (again !== undefined) return Effect.succeed(again)
-            const names = fresh.tools.map((t) => t.name)
-            return Effect.fail(
-              new UnknownToolError({
-                server: rt.entry.name,
-                tool,
-                available: names.slice(0, 100),
-                message: `server "${rt.entry.name}" has no tool "${tool}"; it has: ${names.slice(0, 20).join(", ")}${names.length > 20 ? ", ..." : ""}`
-              })
-            )
-          })
-        )
-      })
-
-    const validate = (rt: ServerRuntime, tool: Tool, args: Record<string, unknown>): Effect.Effect<void, InvalidArgumentsError> =>
-      Effect.suspend(() => {
-        let check = validators.get(tool)
-        if (check === undefined) {
-          check = validator.getValidator(tool.inputSchema as never)
-          validators.set(tool, check)
-        }
-        const result = check(args)
-        return result.valid ? Effect.void : Effect.fail(
-          new InvalidArgumentsError({
-            server: rt.entry.name,
-            tool: tool.name,
-            path: pathOf(result.errorMessage),
-            message: `arguments of ${rt.entry.name}/${tool.name} fail its inputSchema: ${result.errorMessage}`
-          })
-        )
-      })
-
-    const attempt = (
-      rt: ServerRuntime,
-      tool: Tool,
-      args: Record<string, unknown>,
-      callOptions: ManagerCallOptions | undefined
-    ): Effect.Effect<CallToolResult, CallToolError> => {
-      const t = resolveTimeout(rt.entry.timeouts, tool.name, callOptions)
-      if (!t.resetOnProgress && callOptions?.onProgress === undefined) {
-        // The common case: one timer, the SDK's.
-        const wire: CallOptions = { timeout: t.timeoutMs }
-        return rt.breaker.execute(pool.use(rt.entry.name, (c) => c.callTool(tool.name, args, wire)))
-      }
-      const wire: CallOptions = {
-        timeout: t.timeoutMs,
-        resetTimeoutOnProgress: t.resetOnProgress,
-        // The SDK asks for progress (and resets on it) only when a progress callback is set.
-        onProgress: callOptions?.onProgress ?? (() => {}),
-        maxTotalTimeout: t.maxMs
-      }
-      // Inside the pool: waiting for a session does not eat the call's budget. The SDK checks
-      // `maxTotalTimeout` only when progress arrives, so Keel enforces the hard maximum itself.
-      const call = pool.use(rt.entry.name, (c) =>
-        c.callTool(tool.name, args, wire).pipe(
-          Effect.timeoutOrElse({
-            duration: Duration.millis(t.maxMs),
-            orElse: () =>
-              Effect.fail(
-                new McpTimeoutError({
-                  server: rt.entry.name,
-                  method: "tools/call",
-                  timeoutMs: t.maxMs,
-                  message: `tools/call ${tool.name} exceeded its hard maximum of ${t.maxMs} ms`
-                })
-              )
-          })
-        ))
-      return rt.breaker.execute(call)
+const statusOf = (state: ManagerState, rt: ServerRuntime): Effect.Effect<ServerStatus> =>
+  Effect.gen(function*() {
+    // The manager added the server to the pool; only a third party sharing the pool could remove it.
+    const stats = yield* Effect.orDie(state.pool.stats(rt.entry.name))
+    return {
+      server: rt.entry.name,
+      transport: rt.entry.config.type,
+      connected: stats.total > 0,
+      breaker: yield* rt.breaker.state,
+      pool: stats,
+      tools: rt.toolCount,
+      lastError: rt.lastError,
+      lastHealthCheck: rt.lastHealthCheck
     }
-
-    // The hot path: plain combinators (no generator per call), and the retry machinery built only once an
-    // attempt has failed with a retryable error.
-    const callTool: Manager["callTool"] = (server, toolName, args = {}, callOptions) =>
-      Effect.flatMap(lookup(server), (rt) =>
-        Effect.flatMap(findTool(rt, toolName, callOptions?.credential), (tool) => {
-          const once = attempt(rt, tool, args, callOptions)
-          const canRetry = retryable(tool)
-          const call = Effect.catch(once, (error) =>
-            retryTimes > 0 && canRetry(error)
-              ? Effect.retry(once, { schedule: retrySchedule, times: retryTimes - 1, while: canRetry })
-              : Effect.fail(error))
-          const validated = callOptions?.skipValidation === true ? call : Effect.andThen(validate(rt, tool, args), call)
-          return validated.pipe(
-            Effect.tapCause(noteError(rt)),
-            McpMetrics.track({ server, transport: rt.transport, method: "tools/call", tool: toolName })
-          )
-        }))
-
-    const statusOf = (rt: ServerRuntime): Effect.Effect<ServerStatus> =>
-      Effect.gen(function*() {
-        const stats = yield* pool.stats(rt.entry.name).pipe(Effect.orDie)
-        return {
-          server: rt.entry.name,
-          transport: rt.entry.config.type,
-          connected: stats.total > 0,
-          breaker: yield* rt.breaker.state,
-          pool: stats,
-          tools: rt.toolCount,
-          lastError: rt.lastError,
-          lastHealthCheck: rt.lastHealthCheck
-        }
-      })
-
-    if (options.healthCheckInterval !== undefined) {
-      const interval = Duration.fromInputUnsafe(options.healthCheckInterval)
-      yield* Effect.forkScoped(
-        Effect.suspend(() => Effect.forEach(
-          Array.from(runtimes.values()),
-          // The pool pings open sessions in place: a health check never starts a session (nor a child
-          // process) and never keeps one from its idle timeout; a session that fails is retired.
-          (rt) =>
-            Effect.flatMap(Effect.orDie(pool.healthCheck(rt.entry.name)), ({ ok, checked }) =>
-              Effect.sync(() => {
-                if (checked > 0) rt.lastHealthCheck = { ok: ok === checked, at: Date.now() }
-              })),
-          { discard: true }
-        )).pipe(Effect.repeat(Schedule.spaced(interval)))
-      )
-    }
-
-    const manager: Manager = {
-      connect: (name, config, policy = {}) =>
-        Effect.gen(function*() {
-          const defaults = options.config.defaults
-          // A decoded config (secrets already Redacted) is used as it is; one as written in a file is
-          // decoded, with `${VAR}` from the environment.
-          const entry = isDecoded(config)
-            ? { name, config: config as ServerConfig, ...(yield* decodePolicies(policy, defaults, `${name}.keel`)) }
-            : yield* decodeServerEntry(name, { ...config, keel: policy }, defaults, process.env, name)
-          yield* addServer(entry)
-        }),
-      disconnect: (name) =>
-        Effect.gen(function*() {
-          const rt = yield* lookup(name)
-          runtimes.delete(name)
-          yield* Effect.ignore(pool.remove(name))
-          yield* cache.invalidate(name)
-          yield* Scope.close(rt.scope, Exit.void)
-        }),
-      servers: Effect.sync(() => [...runtimes.keys()]),
-      listTools: (server, opts) =>
-        Effect.flatMap(lookup(server), (rt) => Effect.map(listResult(rt, opts?.credential), (r) => r.tools)),
-      callTool,
-      ping: (server) =>
-        Effect.flatMap(lookup(server), (rt) =>
-          rt.breaker.execute(pool.use(server, (c) => c.ping({ timeout: rt.entry.timeouts.call })))),
-      status: (server) => Effect.flatMap(lookup(server), statusOf),
-      statuses: Effect.suspend(() => Effect.forEach([...runtimes.values()], statusOf)),
-      // Subscribing makes breakers publish per-call events; merge only when someone listens.
-      breakerEvents: Stream.unwrap(Effect.sync(() =>
-        Stream.mergeAll(Array.from(runtimes.values(), (rt) => rt.breaker.events), { concurrency: "unbounded" })
-      )),
-      breaker: (server) => Effect.map(lookup(server), (rt) => rt.breaker),
-      cache,
-      pool
-    }
-    return manager
   })
 
-/** Whether a server config was already decoded: its env or header values are `Redacted`. */
-const isDecoded = (config: ServerConfigInput | ServerConfig): boolean => {
-  const c = config as { env?: Record<string, unknown>; headers?: Record<string, unknown> }
-  return [...Object.values(c.env ?? {}), ...Object.values(c.headers ?? {})].some(Redacted.isRedacted)
+/**
+ * One round of health checks. The pool pings open sessions in place: a health check never starts a
+ * session (nor a child process) and never keeps one from its idle timeout; a session that fails is retired.
+ */
+const healthCheckAll = (state: ManagerState): Effect.Effect<void> =>
+  Effect.suspend(() =>
+    Effect.forEach(
+      Array.from(state.runtimes.values()),
+      (rt) =>
+        state.pool.healthCheck(rt.entry.name).pipe(
+          Effect.map(({ checked, ok }) => {
+            if (checked > 0) rt.lastHealthCheck = { ok: ok === checked, at: state.clock.currentTimeMillisUnsafe() }
+          }),
+          Effect.ignore // removed meanwhile
+        ),
+      { discard: true }
+    )
+  )
+
+// ---------------------------------------------------------------------------------------------------------
+// Constructor
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * Builds a manager over the services in context, owned by the current scope. The config's servers are
+ * added to the pool and the registry; closing the scope removes every server the manager added.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: ManagerOptions = {}
+): Effect.Effect<
+  Manager,
+  McpConfigError,
+  Scope.Scope | McpConfig | ToolCache | ConnectionPool.ConnectionPool | CircuitBreakerRegistry
+> =>
+  Effect.gen(function*() {
+    const state: ManagerState = {
+      config: yield* McpConfig,
+      cache: yield* ToolCache,
+      pool: yield* ConnectionPool.ConnectionPool,
+      registry: yield* CircuitBreakerRegistry,
+      clock: yield* Clock.Clock,
+      runtimes: new Map(),
+      validator: new AjvJsonSchemaValidator(),
+      validators: new WeakMap(),
+      retrySchedule: options.retry?.schedule ?? defaultRetry,
+      retryTimes: options.retry?.times ?? defaultRetryTimes
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => Effect.forEach([...state.runtimes.keys()], (name) => removeServer(state, name), { discard: true }))
+    )
+    for (const entry of state.config.servers) {
+      const path = `mcpServers.${entry.name}`
+      yield* addServer(state, entry, path).pipe(
+        Effect.catchTag("ServerExistsError", (e) => Effect.fail(new McpConfigError({ path, message: e.message })))
+      )
+    }
+    if (options.healthCheckInterval !== undefined) {
+      yield* Effect.forkScoped(healthCheckAll(state).pipe(Effect.repeat(Schedule.spaced(options.healthCheckInterval))))
+    }
+    return makeManager(state)
+  })
+
+/** The manager's operations over its state. */
+const makeManager = (state: ManagerState): Manager => ({
+  connect: (name, config, policy = {}) => connectServer(state, name, config, policy),
+  disconnect: (name) => Effect.flatMap(lookup(state, name), () => removeServer(state, name)),
+  servers: Effect.sync(() => [...state.runtimes.keys()]),
+  listTools: (server, options) =>
+    Effect.flatMap(lookup(state, server), (rt) => Effect.map(listResult(state, rt, options?.credential), (r) => r.tools)),
+  callTool: (server, tool, args, options) => callTool(state, server, tool, args, options),
+  ping: (server) =>
+    Effect.flatMap(lookup(state, server), (rt) =>
+      rt.breaker.execute(state.pool.use(server, (c) => c.ping({ timeout: rt.entry.timeouts.call })))),
+  status: (server) => Effect.flatMap(lookup(state, server), (rt) => statusOf(state, rt)),
+  statuses: Effect.suspend(() => Effect.forEach([...state.runtimes.values()], (rt) => statusOf(state, rt))),
+  breakerEvents: Stream.filter(state.registry.events, (e) => state.runtimes.has(e.server)),
+  breaker: (server) => Effect.map(lookup(state, server), (rt) => rt.breaker),
+  cache: state.cache,
+  pool: state.pool,
+  registry: state.registry
+})
+
+// ---------------------------------------------------------------------------------------------------------
+// Layers
+// ---------------------------------------------------------------------------------------------------------
+
+/** The `ToolCache` of the default graph, from the config's `cache` section. */
+const layerToolCache: Layer.Layer<ToolCache, never, McpConfig> = Layer.unwrap(
+  Effect.map(Effect.service(McpConfig), (config) => ToolCache.layerConfig(config.cache))
+)
+
+/** The `ConnectionPool` of the default graph, from the config's `pool` section (hooks from context). */
+const layerConnectionPool = (
+  options: ConnectionPool.MakeOptions = {}
+): Layer.Layer<ConnectionPool.ConnectionPool, McpConfigError, McpConfig> =>
+  Layer.effect(
+    ConnectionPool.ConnectionPool,
+    Effect.flatMap(Effect.service(McpConfig), (config) => ConnectionPool.make(encodePoolConfig(config.pool), options))
+  )
+
+/** The manager over the default services; `McpConfig` is left to provide. */
+const layerDefault = (options: LayerOptions = {}): Layer.Layer<McpClientManager, McpConfigError, McpConfig> =>
+  Layer.effect(McpClientManager, make(options)).pipe(
+    Layer.provide(Layer.mergeAll(
+      layerConnectionPool().pipe(Layer.provide(SessionHooks.layer(options.handlers))),
+      CircuitBreakerRegistry.layer()
+    )),
+    // One ToolCache for the session hooks (inside the pool) and for the manager.
+    Layer.provide(layerToolCache)
+  )
+
+/**
+ * The manager service.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class McpClientManager extends Context.Service<McpClientManager, Manager>()("@keel/core/McpClientManager") {
+  /** Builds a manager over the services in context, owned by the current scope. */
+  static readonly make = make
+
+  /** The manager alone: requires `McpConfig`, `ToolCache`, `ConnectionPool` and `CircuitBreakerRegistry`. */
+  static readonly layer = (
+    options: ManagerOptions = {}
+  ): Layer.Layer<McpClientManager, McpConfigError, McpConfig | ToolCache | ConnectionPool.ConnectionPool | CircuitBreakerRegistry> =>
+    Layer.effect(McpClientManager, make(options))
+
+  /**
+   * The default graph over an `McpConfig` you provide: a `ToolCache` from `config.cache`, a
+   * `ConnectionPool` from `config.pool` with `SessionHooks.layer(handlers)` over that same cache, and a
+   * `CircuitBreakerRegistry`.
+   */
+  static readonly layerDefault = layerDefault
+
+  /** A `ToolCache` from the config's `cache` section. */
+  static readonly layerToolCache = layerToolCache
+
+  /**
+   * A `ConnectionPool` from the config's `pool` section. It reads `SessionHooks` from context when built:
+   * provide `SessionHooks.layer(handlers)` to it (or your own hooks).
+   */
+  static readonly layerConnectionPool = layerConnectionPool
+
+  /** The whole default graph from an `mcpServers` config value (parsed JSON), decoded with `${VAR}` expansion. */
+  static readonly layerConfig = (json: unknown, options: LayerOptions = {}): Layer.Layer<McpClientManager, McpConfigError> =>
+    layerDefault(options).pipe(Layer.provide(McpConfig.layerConfig(json)))
+
+  /** The whole default graph from an `mcpServers` config file. */
+  static readonly layerFile = (file: string, options: LayerOptions = {}): Layer.Layer<McpClientManager, McpConfigError> =>
+    layerDefault(options).pipe(Layer.provide(McpConfig.layerFile(file)))
 }

@@ -25,12 +25,13 @@
  *   server's `keel`; a server's section is merged over the defaults, key by key. `cache` is manager-wide
  *   (one cache serves every server) and lives under `keel.defaults` only.
  * - Every error is an {@link McpConfigError} that names the file, the path and the problem.
+ * - The `McpConfig` service (`McpConfig.ts`) holds the decoded result for the layers built from it.
  *
  * @since 0.1.0
  */
 import { readFile } from "node:fs/promises"
 import { Effect, Schema } from "effect"
-import { CircuitBreakerConfig } from "./CircuitBreaker.ts"
+import { CircuitBreakerConfig, decode as decodeBreaker } from "./CircuitBreaker.ts"
 import { ConnectionPoolConfig, PoolSettings } from "./ConnectionPool.ts"
 import { configError, decodeServerConfig, McpConfigError, type ServerConfig } from "./ServerConfig.ts"
 import { TimeoutsConfig } from "./Timeouts.ts"
@@ -66,12 +67,12 @@ export interface ServerEntry {
 }
 
 /**
- * A decoded config file.
+ * A decoded config file: what the `McpConfig` service holds.
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category models
  */
-export interface McpConfig {
+export interface McpConfigShape {
   readonly servers: ReadonlyArray<ServerEntry>
   /** The pool-wide config (defaults for every server, and the connect limit), from `keel.defaults.pool`. */
   readonly pool: ConnectionPoolConfig
@@ -183,7 +184,11 @@ export const decodePolicies = (
     }
     return {
       pool: yield* section(PoolSettings, defaults.pool, own?.pool, `${path}.pool`),
-      breaker: yield* section(CircuitBreakerConfig, defaults.breaker, own?.breaker, `${path}.breaker`),
+      // The breaker's own decoder adds the checks across fields (successThresholdToClose <= permittedCallsInHalfOpen).
+      breaker: yield* Effect.flatMap(
+        section(CircuitBreakerConfig, defaults.breaker, own?.breaker, `${path}.breaker`),
+        (breaker) => decodeBreaker(breaker, `${path}.breaker`)
+      ),
       timeouts: yield* section(TimeoutsConfig, defaults.timeouts, own?.timeouts, `${path}.timeouts`)
     }
   })
@@ -197,7 +202,7 @@ export const decodePolicies = (
 export const decodeConfig = (
   json: unknown,
   env: Record<string, string | undefined> = process.env
-): Effect.Effect<McpConfig, McpConfigError> =>
+): Effect.Effect<McpConfigShape, McpConfigError> =>
   Effect.gen(function*() {
     if (!isRecord(json)) return yield* new McpConfigError({ path: "(root)", message: "Expected a JSON object" })
     const key = json.mcpServers !== undefined ? "mcpServers" : json.servers !== undefined ? "servers" : undefined
@@ -243,7 +248,7 @@ const jsonErrorPosition = (text: string): string => {
 export const loadConfigFile = (
   file: string,
   env: Record<string, string | undefined> = process.env
-): Effect.Effect<McpConfig, McpConfigError> =>
+): Effect.Effect<McpConfigShape, McpConfigError> =>
   Effect.gen(function*() {
     const text = yield* Effect.tryPromise({
       try: () => readFile(file, "utf8"),

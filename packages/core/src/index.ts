@@ -5,7 +5,9 @@
  * | module              | what it is                                                                  | seed tutorial name |
  * | ------------------- | --------------------------------------------------------------------------- | ------------------ |
  * | `McpClientManager`  | one Layer: config file, pool, cache, breaker, timeouts, retry, metrics       | `client.Manager`   |
+ * | `McpConfig`         | the decoded config as a service (`layerFile`, `layerConfig`)                 |                    |
  * | `ConnectionPool`    | keyed pool of MCP sessions, scoped leases                                    | `ConnectionPool`   |
+ * | `SessionHooks`      | what the pool does with each new session (cache, metrics, client handlers)   |                    |
  * | `ToolCache`         | tool lists per server, pluggable eviction, list_changed aware                | `ToolCache`        |
  * | `KeyedCache`        | the generic cache under `ToolCache`                                         |                    |
  * | `EvictionPolicy`    | LRU, LFU, FIFO (+ TTL) and your own                                          | `EvictionPolicy`   |
@@ -16,25 +18,84 @@
  * | `McpConfigFile`     | the `mcpServers` JSON file (Claude Desktop, VS Code) with Keel sections       |                    |
  * | `Timeouts`          | per call / tool / server timeouts, reset on progress, hard maximum           |                    |
  *
- * Modules whose names would clash (`make`, `defaultConfig`, ...) are exported as namespaces, like Effect's
- * own: `CircuitBreaker.make(...)`, `ToolCache.ToolCache.layer(...)`. The everyday classes and errors are
- * also exported by name.
+ * Modules whose names would clash (`make`, `layer`, `defaultConfig`, ...) are exported as namespaces, like
+ * Effect's own: `CircuitBreaker.make(...)`, `ToolCache.ToolCache.layer(...)`, `SessionHooks.layer(...)`.
+ * The everyday services, errors and types are exported by name. Internal helpers are not exported here.
  *
  * @since 0.1.0
  */
-export * as CircuitBreaker from "./CircuitBreaker.ts"
-export * as ConnectionPool from "./ConnectionPool.ts"
-export * as EvictionPolicy from "./EvictionPolicy.ts"
-export * as KeyedCache from "./KeyedCache.ts"
-export * as McpMetrics from "./McpMetrics.ts"
-export * as ToolCache from "./ToolCache.ts"
-export * as Timeouts from "./Timeouts.ts"
 
-export { CircuitBreakerRegistry, CircuitOpenError } from "./CircuitBreaker.ts"
-export { PoolClosedError, PoolTimeoutError, PoolUnknownServerError } from "./ConnectionPool.ts"
-export * from "./ManagerErrors.ts"
-export * from "./McpClient.ts"
-export * from "./McpClientManager.ts"
-export * from "./McpConfigFile.ts"
-export * from "./McpError.ts"
-export * from "./ServerConfig.ts"
+// Namespaces
+
+/** @since 0.1.0 */
+export * as CircuitBreaker from "./CircuitBreaker.ts"
+/** @since 0.1.0 */
+export * as ConnectionPool from "./ConnectionPool.ts"
+/** @since 0.1.0 */
+export * as EvictionPolicy from "./EvictionPolicy.ts"
+/** @since 0.1.0 */
+export * as KeyedCache from "./KeyedCache.ts"
+/** @since 0.2.0 */
+export * as McpConfigFile from "./McpConfigFile.ts"
+/** @since 0.1.0 */
+export * as McpMetrics from "./McpMetrics.ts"
+/** @since 0.2.0 */
+export * as SessionHooks from "./SessionHooks.ts"
+/** @since 0.1.0 */
+export * as Timeouts from "./Timeouts.ts"
+/** @since 0.1.0 */
+export * as ToolCache from "./ToolCache.ts"
+
+// Services
+
+export { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
+export { McpClient } from "./McpClient.ts"
+export { McpClientManager } from "./McpClientManager.ts"
+export { McpConfig } from "./McpConfig.ts"
+
+// Errors
+
+export { CircuitOpenError } from "./CircuitBreaker.ts"
+export { McpConfigError } from "./ConfigSchema.ts"
+export { PoolClosedError, PoolTimeoutError } from "./ConnectionPool.ts"
+export { InvalidArgumentsError, ServerExistsError, UnknownServerError, UnknownToolError } from "./ManagerErrors.ts"
+export {
+  isMcpError,
+  McpClosedError,
+  McpConnectError,
+  type McpError,
+  type McpErrorTag,
+  McpProtocolError,
+  McpTimeoutError,
+  McpToolError
+} from "./McpError.ts"
+
+// Models and config
+
+export type { CallOptions, ConnectOptions, ListToolsOptions, McpConnection } from "./McpClient.ts"
+export type {
+  CallToolError,
+  ClientHandlers,
+  LayerOptions,
+  ListToolsError,
+  Manager,
+  ManagerCallOptions,
+  ManagerOptions,
+  RetryOptions,
+  ServerStatus
+} from "./McpClientManager.ts"
+export {
+  decodeConfig,
+  loadConfigFile,
+  type McpConfigShape,
+  type ServerEntry,
+  type ServerPolicyInput
+} from "./McpConfigFile.ts"
+export {
+  decodeServerConfig,
+  HttpServerConfig,
+  ServerConfig,
+  type ServerConfigInput,
+  SseServerConfig,
+  StdioServerConfig
+} from "./ServerConfig.ts"
