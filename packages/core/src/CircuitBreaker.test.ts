@@ -59,12 +59,35 @@ describe("CircuitBreaker config", () => {
     assert.strictEqual(c.countToolErrors, false)
   })
 
-  it("rejects invalid values", () => {
-    assert.throws(() => CB.resolveConfig({ failureRateThreshold: 1.5 }))
-    assert.throws(() => CB.resolveConfig({ consecutiveFailureThreshold: -1 }))
-    assert.throws(() => CB.resolveConfig({ permittedCallsInHalfOpen: 1, successThresholdToClose: 2 }))
-    assert.strictEqual(Duration.toMillis(CB.resolveConfig({ waitDurationInOpen: "2 seconds" }).waitDurationInOpen), 2000)
-  })
+  it.effect("rejects invalid values with McpConfigError naming the field (never a throw)", () =>
+    Effect.gen(function*() {
+      const path = (input: CB.CircuitBreakerConfigInput) =>
+        Effect.map(Effect.flip(CB.resolveConfig(input)), (e) => `${e._tag} ${e.path}`)
+      assert.strictEqual(yield* path({ failureRateThreshold: 1.5 }), "McpConfigError breaker.failureRateThreshold")
+      assert.strictEqual(
+        yield* path({ consecutiveFailureThreshold: -1 }),
+        "McpConfigError breaker.consecutiveFailureThreshold"
+      )
+      assert.strictEqual(
+        yield* path({ permittedCallsInHalfOpen: 1, successThresholdToClose: 2 }),
+        "McpConfigError breaker.successThresholdToClose"
+      )
+      assert.strictEqual(
+        yield* path({ maxWaitDurationInHalfOpen: 0 }),
+        "McpConfigError breaker.maxWaitDurationInHalfOpen"
+      )
+      assert.strictEqual(
+        yield* path({ slowCallDuration: "soon" as Duration.Input }),
+        "McpConfigError breaker.slowCallDuration"
+      )
+      const config = yield* CB.resolveConfig({ waitDurationInOpen: "2 seconds" })
+      assert.strictEqual(Duration.toMillis(config.waitDurationInOpen), 2000)
+      // make fails the same way, with the path under "breaker"
+      const error = yield* Effect.flip(CB.make("srv", { slidingWindowSize: 0 }))
+      assert.strictEqual(error.path, "breaker.slidingWindowSize")
+      // a decoded config is a valid input
+      assert.deepStrictEqual(yield* CB.resolveConfig(config), config)
+    }))
 })
 
 describe("CircuitBreaker transitions", () => {

@@ -9,12 +9,12 @@
  *   happen in a row, or — once the window holds `minimumNumberOfCalls` — when the failure rate reaches
  *   `failureRateThreshold` or the slow-call rate reaches `slowCallRateThreshold`.
  * - **Open** — calls fail fast with {@link CircuitOpenError}. The wait is a `Schedule` (fixed, or exponential
- *   with optional jitter and a cap) stepped once per consecutive opening (a failed probe, or the half-open
- *   max wait running out), so a breaker that reopens waits longer; closing resets it. The schedule must be
- *   synchronous (the built-in ones are): it is stepped inside the breaker's synchronous state update. When the wait ends the breaker is **HalfOpen**, even if no call arrives: the state is computed
- *   from the `Clock` on every read, and a timer fiber publishes the transition.
- * - **HalfOpen** — exactly `permittedCallsInHalfOpen` probes are admitted (atomically, even under heavy
- *   contention). Any counted failure reopens; `successThresholdToClose` successful probes close. After
+ *   ×`waitDurationInOpenMultiplier` with optional jitter, capped) stepped once per consecutive opening (a
+ *   failed probe, or the half-open max wait running out), so a breaker that reopens waits longer; closing
+ *   starts the schedule afresh. When the wait ends the breaker is **HalfOpen**, even if no call arrives:
+ *   every read applies the timed transitions due by the `Clock`, and a timer fiber publishes them.
+ * - **HalfOpen** — exactly `permittedCallsInHalfOpen` probes are admitted (atomically, however many fibers
+ *   race). Any counted failure reopens; `successThresholdToClose` successful probes close. After
  *   `maxWaitDurationInHalfOpen` from the first probe without a decision the breaker reopens, so it is never
  *   stuck half-open; with no traffic it waits half-open, so the first call after a quiet period is a probe.
  * - Manual states: **ForcedOpen** (`isolate`), **Disabled** (`disable`, everything passes, nothing is
@@ -22,6 +22,14 @@
  *
  * Interruption never counts as a failure: an interrupted call is "ignored" (a half-open probe slot is given
  * back). Errors are classified by their `_tag`, never by message text.
+ *
+ * How it is built: the rules are the pure functions of `CircuitBreakerMachine.ts`
+ * (`(state, event, now) → [output, state]`). A breaker holds its whole state (automaton, window, counters)
+ * in one `Ref` changed only with `Ref.modify`: one `modify` admits a call, one records its outcome, so
+ * admission is atomic. The shell around it publishes the transitions a step reports (events, metrics),
+ * keeps one timer fiber on the current deadline, and steps the Open-wait `Schedule` in Effect after every
+ * opening and close, handing the next wait back to the machine (so the machine never runs an effect, and
+ * the schedule may draw jitter from `Random`). Config decoding is an Effect failing with `McpConfigError`.
  *
  * Seed (Go tutorial) names map as follows:
  *
@@ -45,15 +53,16 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Machine from "./CircuitBreakerMachine.ts"
 import * as ConfigSchema from "./ConfigSchema.ts"
 import { McpConfigError } from "./ConfigSchema.ts"
 
@@ -68,7 +77,7 @@ import { McpConfigError } from "./ConfigSchema.ts"
  * @since 0.1.0
  * @category models
  */
-export type CircuitState = "Closed" | "Open" | "HalfOpen" | "ForcedOpen" | "Disabled" | "MetricsOnly"
+export type CircuitState = Machine.CircuitState
 
 /**
  * The value the `keel_circuit_breaker_state` gauge reports for each state: 0 closed, 1 open, 2 half-open,
@@ -92,29 +101,11 @@ export const stateGaugeValue: { readonly [S in CircuitState]: number } = {
  * @since 0.1.0
  * @category models
  */
-export type TransitionReason =
-  | "ConsecutiveFailures"
-  | "FailureRate"
-  | "SlowCallRate"
-  | "WaitElapsed"
-  | "ProbeFailed"
-  | "SlowProbes"
-  | "ProbesSucceeded"
-  | "HalfOpenMaxWait"
-  | "Manual"
+export type TransitionReason = Machine.TransitionReason
 
 // -------------------------------------------------------------------------------------------------------------
 // config
 // -------------------------------------------------------------------------------------------------------------
-
-const Millis = (defaultMillis: number) =>
-  Schema.DurationFromMillis.pipe(Schema.withDecodingDefaultKey(Effect.succeed(defaultMillis)))
-const IntAtLeast = (min: number, def: number) =>
-  Schema.Int.check(Schema.isGreaterThanOrEqualTo(min)).pipe(Schema.withDecodingDefaultKey(Effect.succeed(def)))
-const Fraction = (def: number) =>
-  Schema.Finite.check(Schema.isGreaterThan(0), Schema.isLessThanOrEqualTo(1)).pipe(
-    Schema.withDecodingDefaultKey(Effect.succeed(def))
-  )
 
 /**
  * The breaker's configuration as a Schema. Every key is optional when decoding; the defaults are:
@@ -144,25 +135,25 @@ const Fraction = (def: number) =>
  * @category config
  */
 export const CircuitBreakerConfig = Schema.Struct({
-  consecutiveFailureThreshold: IntAtLeast(0, 5),
-  failureRateThreshold: Fraction(0.5),
+  consecutiveFailureThreshold: ConfigSchema.IntAtLeast(0, 5),
+  failureRateThreshold: ConfigSchema.Fraction(0.5),
   slidingWindowType: Schema.Literals(["count", "time"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("count"))),
-  slidingWindowSize: IntAtLeast(1, 20),
-  minimumNumberOfCalls: IntAtLeast(1, 10),
-  slowCallDuration: Millis(60_000),
-  slowCallRateThreshold: Fraction(1),
-  waitDurationInOpen: Millis(10_000),
+  slidingWindowSize: ConfigSchema.IntAtLeast(1, 20),
+  minimumNumberOfCalls: ConfigSchema.IntAtLeast(1, 10),
+  slowCallDuration: ConfigSchema.Millis(60_000),
+  slowCallRateThreshold: ConfigSchema.Fraction(1),
+  waitDurationInOpen: ConfigSchema.Millis(10_000),
   waitDurationInOpenBackoff: Schema.Literals(["fixed", "exponential"]).pipe(
     Schema.withDecodingDefaultKey(Effect.succeed("exponential"))
   ),
   waitDurationInOpenMultiplier: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(1)).pipe(
     Schema.withDecodingDefaultKey(Effect.succeed(2))
   ),
-  maxWaitDurationInOpen: Millis(300_000),
+  maxWaitDurationInOpen: ConfigSchema.Millis(300_000),
   waitDurationInOpenJitter: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(false))),
-  permittedCallsInHalfOpen: IntAtLeast(1, 3),
-  successThresholdToClose: IntAtLeast(1, 2),
-  maxWaitDurationInHalfOpen: Millis(60_000),
+  permittedCallsInHalfOpen: ConfigSchema.IntAtLeast(1, 3),
+  successThresholdToClose: ConfigSchema.IntAtLeast(1, 2),
+  maxWaitDurationInHalfOpen: ConfigSchema.Millis(60_000),
   countToolErrors: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(false)))
 })
 
@@ -192,20 +183,19 @@ const durationKeys = [
   "maxWaitDurationInHalfOpen"
 ] as const
 
-const decodeConfig = Schema.decodeUnknownSync(CircuitBreakerConfig)
-
 const decodeSettings = ConfigSchema.decodeSettings(CircuitBreakerConfig, "breaker", durationKeys)
 
 /**
- * Fills in defaults and validates, as an Effect: an invalid setting fails with an {@link McpConfigError}
- * whose `path` names the field under `path` (default `"breaker"`), e.g. `breaker.failureRateThreshold`.
- * `successThresholdToClose` above `permittedCallsInHalfOpen` (the breaker could never close) and a
- * non-positive `maxWaitDurationInHalfOpen` are errors too.
+ * Fills in defaults and validates, as an Effect (it never throws): an invalid setting fails with an
+ * {@link McpConfigError} whose `path` names the field under `path` (default `"breaker"`), e.g.
+ * `breaker.failureRateThreshold`. `successThresholdToClose` above `permittedCallsInHalfOpen` (the breaker
+ * could never close) and a non-positive `maxWaitDurationInHalfOpen` are errors too. Accepts a decoded
+ * config as well (its `Duration`s are valid inputs).
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category config
  */
-export const decode = (
+export const resolveConfig = (
   input: CircuitBreakerConfigInput | CircuitBreakerConfig = {},
   path = "breaker"
 ): Effect.Effect<CircuitBreakerConfig, McpConfigError> =>
@@ -227,32 +217,12 @@ export const decode = (
   })
 
 /**
- * Fills in defaults and validates. Throws a `SchemaError` on an invalid value, and a `RangeError` when
- * `successThresholdToClose` exceeds `permittedCallsInHalfOpen` (the breaker could never close).
+ * Same as {@link resolveConfig}.
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category config
  */
-export const resolveConfig = (input: CircuitBreakerConfigInput = {}): CircuitBreakerConfig => {
-  const encoded: Record<string, unknown> = {}
-  for (const [key, value] of Object.entries(input)) {
-    if (value === undefined) continue
-    encoded[key] = (durationKeys as ReadonlyArray<string>).includes(key)
-      ? Duration.toMillis(Duration.fromInputUnsafe(value as Duration.Input))
-      : value
-  }
-  const config = decodeConfig(encoded)
-  if (config.successThresholdToClose > config.permittedCallsInHalfOpen) {
-    throw new RangeError(
-      `CircuitBreaker: successThresholdToClose (${config.successThresholdToClose}) must not exceed ` +
-        `permittedCallsInHalfOpen (${config.permittedCallsInHalfOpen})`
-    )
-  }
-  if (Duration.toMillis(config.maxWaitDurationInHalfOpen) <= 0) {
-    throw new RangeError("CircuitBreaker: maxWaitDurationInHalfOpen must be positive")
-  }
-  return config
-}
+export const decode = resolveConfig
 
 /**
  * The default configuration (see {@link CircuitBreakerConfig} for the values).
@@ -260,12 +230,13 @@ export const resolveConfig = (input: CircuitBreakerConfigInput = {}): CircuitBre
  * @since 0.1.0
  * @category config
  */
-export const defaultConfig: CircuitBreakerConfig = resolveConfig()
+export const defaultConfig: CircuitBreakerConfig = Schema.decodeUnknownSync(CircuitBreakerConfig)({})
 
 /**
  * The `Schedule` a config describes for the wait in Open: `Schedule.spaced(waitDurationInOpen)` when
  * fixed, or `Schedule.exponential(waitDurationInOpen, multiplier)` (optionally jittered) capped at
- * `maxWaitDurationInOpen`. The breaker steps it once per consecutive opening and resets it on close.
+ * `maxWaitDurationInOpen`. The breaker steps it (in Effect, with the `Random` and `Clock` of the context
+ * the breaker was made in) once per consecutive opening, and starts it afresh on close.
  *
  * @since 0.1.0
  * @category config
@@ -289,7 +260,7 @@ export const openWaitSchedule = (config: CircuitBreakerConfig): Schedule.Schedul
  * @since 0.1.0
  * @category classification
  */
-export type Verdict = "success" | "failure" | "ignore"
+export type Verdict = Machine.Verdict
 
 /**
  * Decides how a typed failure is recorded. Return `undefined` to fall back to {@link defaultClassifier}.
@@ -480,114 +451,12 @@ export const transitionsCounter = Metric.counter("keel_circuit_breaker_transitio
   description: "Circuit breaker state transitions",
   incremental: true
 })
-
 // -------------------------------------------------------------------------------------------------------------
-// sliding windows (mutated only inside synchronous sections)
-// -------------------------------------------------------------------------------------------------------------
-
-interface Window {
-  calls: number
-  failures: number
-  slow: number
-  record(failure: boolean, slow: boolean, now: number): void
-  refresh(now: number): void
-  reset(): void
-}
-
-class CountWindow implements Window {
-  calls = 0
-  failures = 0
-  slow = 0
-  readonly size: number
-  readonly slots: Uint8Array // 0 empty, bit0 filled, bit1 failure, bit2 slow
-  index = 0
-  constructor(size: number) {
-    this.size = size
-    this.slots = new Uint8Array(size)
-  }
-  record(failure: boolean, slow: boolean, _now: number): void {
-    const old = this.slots[this.index]!
-    if (old !== 0) {
-      this.calls--
-      if (old & 2) this.failures--
-      if (old & 4) this.slow--
-    }
-    this.slots[this.index] = 1 | (failure ? 2 : 0) | (slow ? 4 : 0)
-    this.calls++
-    if (failure) this.failures++
-    if (slow) this.slow++
-    this.index = this.index + 1 === this.size ? 0 : this.index + 1
-  }
-  refresh(_now: number): void {}
-  reset(): void {
-    this.slots.fill(0)
-    this.index = 0
-    this.calls = this.failures = this.slow = 0
-  }
-}
-
-class TimeWindow implements Window {
-  calls = 0
-  failures = 0
-  slow = 0
-  readonly size: number
-  readonly bucketCalls: Float64Array
-  readonly bucketFailures: Float64Array
-  readonly bucketSlow: Float64Array
-  lastSecond = -Infinity
-  constructor(seconds: number) {
-    this.size = seconds
-    this.bucketCalls = new Float64Array(seconds)
-    this.bucketFailures = new Float64Array(seconds)
-    this.bucketSlow = new Float64Array(seconds)
-  }
-  refresh(now: number): void {
-    const second = Math.floor(now / 1000)
-    if (second <= this.lastSecond) return
-    if (second - this.lastSecond >= this.size) {
-      this.bucketCalls.fill(0)
-      this.bucketFailures.fill(0)
-      this.bucketSlow.fill(0)
-      this.calls = this.failures = this.slow = 0
-    } else {
-      for (let s = this.lastSecond + 1; s <= second; s++) {
-        const b = s % this.size
-        this.calls -= this.bucketCalls[b]!
-        this.failures -= this.bucketFailures[b]!
-        this.slow -= this.bucketSlow[b]!
-        this.bucketCalls[b] = this.bucketFailures[b] = this.bucketSlow[b] = 0
-      }
-    }
-    this.lastSecond = second
-  }
-  record(failure: boolean, slow: boolean, now: number): void {
-    this.refresh(now)
-    const b = Math.max(this.lastSecond, 0) % this.size
-    this.bucketCalls[b]!++
-    this.calls++
-    if (failure) {
-      this.bucketFailures[b]!++
-      this.failures++
-    }
-    if (slow) {
-      this.bucketSlow[b]!++
-      this.slow++
-    }
-  }
-  reset(): void {
-    this.bucketCalls.fill(0)
-    this.bucketFailures.fill(0)
-    this.bucketSlow.fill(0)
-    this.calls = this.failures = this.slow = 0
-  }
-}
-
-// -------------------------------------------------------------------------------------------------------------
-// the state machine
+// breakers
 // -------------------------------------------------------------------------------------------------------------
 
 /**
- * The immutable part of a breaker's state, held in a `Ref` and swapped on every transition. `generation`
+ * The automaton part of a breaker's state (a view of the machine's {@link Machine.State}). `generation`
  * increases on each transition, so an outcome only affects the state its call was admitted in.
  *
  * @since 0.1.0
@@ -659,430 +528,342 @@ export interface Breaker {
   readonly reset: Effect.Effect<void>
 }
 
-/**
- * A PubSub of events that knows how many subscriptions are open, so per-call events are only built and
- * published when someone listens.
- */
-class EventHub {
-  readonly pubsub: PubSub.PubSub<CircuitBreakerEvent> = Effect.runSync(PubSub.unbounded<CircuitBreakerEvent>())
-  listeners = 0
-  readonly subscribe: Effect.Effect<PubSub.Subscription<CircuitBreakerEvent>, never, Scope.Scope> = Effect
-    .uninterruptible(
-      Effect.tap(PubSub.subscribe(this.pubsub), () => {
-        this.listeners++
-        return Effect.addFinalizer(() => Effect.sync(() => this.listeners--))
-      })
-    )
-  readonly stream: Stream.Stream<CircuitBreakerEvent> = Stream.unwrap(
-    Effect.map(this.subscribe, Stream.fromSubscription)
-  )
+
+// -------------------------------------------------------------------------------------------------------------
+// the effectful shell
+// -------------------------------------------------------------------------------------------------------------
+
+/** A PubSub of events and how many subscriptions are open, so per-call events are built only for listeners. */
+interface Hub {
+  readonly pubsub: PubSub.PubSub<CircuitBreakerEvent>
+  listeners: number
 }
 
-/** @internal */
-const REJECTED = -1
-/** @internal Admitted while Disabled: run, record nothing. */
-const UNRECORDED = -2
+const makeHub: Effect.Effect<Hub> = Effect.map(PubSub.unbounded<CircuitBreakerEvent>(), (pubsub) => ({
+  pubsub,
+  listeners: 0
+}))
 
-class BreakerCore {
+const subscribeHub = (hub: Hub): Effect.Effect<PubSub.Subscription<CircuitBreakerEvent>, never, Scope.Scope> =>
+  Effect.uninterruptible(
+    Effect.tap(PubSub.subscribe(hub.pubsub), () => {
+      hub.listeners++
+      return Effect.addFinalizer(() => Effect.sync(() => hub.listeners--))
+    })
+  )
+
+const hubStream = (hub: Hub): Stream.Stream<CircuitBreakerEvent> =>
+  Stream.unwrap(Effect.map(subscribeHub(hub), Stream.fromSubscription))
+
+type WaitStep = (now: number, openings: number) => Effect.Effect<readonly [unknown, Duration.Duration], unknown>
+
+/**
+ * One breaker's shell: the `Ref` with the machine's state, what the machine was configured with, and the
+ * effectful parts (timer, schedule step, events, metrics) that live beside it.
+ */
+interface Core {
   readonly server: string
   readonly config: CircuitBreakerConfig
-  readonly status: Ref.Ref<CircuitStatus>
-  readonly window: Window
+  readonly settings: Machine.Settings
+  readonly ref: Ref.Ref<Machine.State>
   readonly clock: Clock.Clock
+  /** The context `make` ran in: metrics registry, `Random` and `Clock` for the schedule. */
   readonly context: Context.Context<never>
-  readonly hub: EventHub
-  readonly sinks: ReadonlyArray<EventHub>
+  readonly scope: Scope.Scope
   readonly schedule: Schedule.Schedule<unknown, unknown>
   readonly classify: Classifier | undefined
-  readonly effectiveMinimumCalls: number
-  readonly slowMillis: number
-  readonly halfOpenMaxWaitMillis: number
-  readonly slowProbeLimit: number
-  // metrics, pre-bound to this server
+  readonly hub: Hub
+  readonly sinks: ReadonlyArray<Hub>
   readonly mSuccess: Metric.Metric<number, unknown>
   readonly mFailure: Metric.Metric<number, unknown>
   readonly mSlow: Metric.Metric<number, unknown>
   readonly mRejected: Metric.Metric<number, unknown>
   readonly mIgnored: Metric.Metric<number, unknown>
   readonly mState: Metric.Metric<number, unknown>
-  // mutable counters
-  consecutiveFailures = 0
-  halfOpenUsed = 0
-  halfOpenSuccesses = 0
-  halfOpenSlow = 0
-  total = 0
-  successful = 0
-  failed = 0
-  slowTotal = 0
-  ignored = 0
-  rejected = 0
-  step: ((now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>) | undefined
-  lastWait = 0
+  /** The Open-wait schedule's step function; a fresh one after each close. */
+  step: WaitStep
+  /** The one timer fiber, sleeping until `timerDeadline`. */
   timer: Fiber.Fiber<void> | undefined
-  closed = false
+  timerDeadline: number
+  timerId: number
+  closed: boolean
+}
 
-  constructor(
-    server: string,
-    config: CircuitBreakerConfig,
-    options: MakeOptions,
-    clock: Clock.Clock,
-    context: Context.Context<never>,
-    hub: EventHub,
-    sinks: ReadonlyArray<EventHub>
-  ) {
-    this.server = server
-    this.config = config
-    this.clock = clock
-    this.context = context
-    this.hub = hub
-    this.sinks = sinks
-    this.schedule = options.openSchedule ?? openWaitSchedule(config)
-    this.classify = options.classify
-    this.window = config.slidingWindowType === "count"
-      ? new CountWindow(config.slidingWindowSize)
-      : new TimeWindow(config.slidingWindowSize)
-    this.effectiveMinimumCalls = config.slidingWindowType === "count"
-      ? Math.min(config.minimumNumberOfCalls, config.slidingWindowSize)
-      : config.minimumNumberOfCalls
-    this.slowMillis = Duration.toMillis(config.slowCallDuration)
-    this.halfOpenMaxWaitMillis = Duration.toMillis(config.maxWaitDurationInHalfOpen)
-    this.slowProbeLimit = Math.max(1, Math.ceil(config.slowCallRateThreshold * config.permittedCallsInHalfOpen))
-    const calls = (outcome: string) => Metric.withAttributes(callsCounter, { server, outcome })
-    this.mSuccess = calls("success")
-    this.mFailure = calls("failure")
-    this.mSlow = calls("slow")
-    this.mRejected = calls("rejected")
-    this.mIgnored = calls("ignored")
-    this.mState = Metric.withAttributes(stateGauge, { server })
-    const now = clock.currentTimeMillisUnsafe()
-    this.status = Ref.makeUnsafe<CircuitStatus>({
-      state: "Closed",
-      generation: 0,
-      since: now,
-      deadline: Infinity,
-      openings: 0
-    })
-    this.mState.updateUnsafe(0, context)
-  }
+const settingsOf = (config: CircuitBreakerConfig): Machine.Settings => ({
+  windowType: config.slidingWindowType,
+  windowSize: config.slidingWindowSize,
+  minimumCalls: config.slidingWindowType === "count"
+    ? Math.min(config.minimumNumberOfCalls, config.slidingWindowSize)
+    : config.minimumNumberOfCalls,
+  consecutiveFailureThreshold: config.consecutiveFailureThreshold,
+  failureRateThreshold: config.failureRateThreshold,
+  slowCallRateThreshold: config.slowCallRateThreshold,
+  slowCallMillis: Duration.toMillis(config.slowCallDuration),
+  permittedCallsInHalfOpen: config.permittedCallsInHalfOpen,
+  successThresholdToClose: config.successThresholdToClose,
+  slowProbeLimit: Math.max(1, Math.ceil(config.slowCallRateThreshold * config.permittedCallsInHalfOpen)),
+  halfOpenMaxWaitMillis: Duration.toMillis(config.maxWaitDurationInHalfOpen),
+  waitMillis: Duration.toMillis(config.waitDurationInOpen)
+})
 
-  // --- publishing ---------------------------------------------------------------------------------------------
+const hasListeners = (core: Core): boolean => {
+  if (core.hub.listeners > 0) return true
+  for (const sink of core.sinks) if (sink.listeners > 0) return true
+  return false
+}
 
-  get hasListeners(): boolean {
-    if (this.hub.listeners > 0) return true
-    for (const sink of this.sinks) if (sink.listeners > 0) return true
-    return false
-  }
+const publish = (core: Core, event: CircuitBreakerEvent): void => {
+  PubSub.publishUnsafe(core.hub.pubsub, event)
+  for (const sink of core.sinks) PubSub.publishUnsafe(sink.pubsub, event)
+}
 
-  publish(event: CircuitBreakerEvent): void {
-    PubSub.publishUnsafe(this.hub.pubsub, event)
-    for (const sink of this.sinks) PubSub.publishUnsafe(sink.pubsub, event)
-  }
+/** A fresh step function of the Open-wait schedule. */
+const startSchedule = (core: Core): Effect.Effect<void> =>
+  Effect.map(Schedule.toStep(core.schedule), (step) => {
+    core.step = step as unknown as WaitStep
+  }).pipe(Effect.provideContext(core.context))
 
-  // --- transitions -------------------------------------------------------------------------------------------
-
-  nextWait(at: number, openings: number): number {
-    try {
-      if (this.step === undefined) {
-        this.step = Effect.runSyncWith(this.context)(Schedule.toStep(this.schedule)) as any
+/**
+ * Steps the schedule for the opening after the `openings`-th and hands the wait to the machine. A schedule
+ * that is done or fails leaves the previous wait in place.
+ */
+const stepWait = (core: Core, at: number, openings: number): Effect.Effect<void> =>
+  core.step(at, openings + 1).pipe(
+    Effect.provideContext(core.context),
+    Effect.matchCauseEffect({
+      onFailure: () => Effect.void,
+      onSuccess: ([, delay]) => {
+        const millis = Duration.toMillis(delay)
+        return millis > 0 ? Ref.update(core.ref, (s) => Machine.setNextWait(s, openings, millis)[1]) : Effect.void
       }
-      const exit = Effect.runSyncExitWith(this.context)(this.step!(at, openings))
-      if (Exit.isSuccess(exit)) this.lastWait = Duration.toMillis(exit.value[1])
-    } catch {
-      // an asynchronous or failing schedule: keep the previous wait
-    }
-    if (this.lastWait <= 0 && openings === 1) this.lastWait = Duration.toMillis(this.config.waitDurationInOpen)
-    return this.lastWait
-  }
+    })
+  )
 
-  transition(to: CircuitState, at: number, reason: TransitionReason): void {
-    const from = this.status.ref.current
-    let deadline = Infinity
-    let openings = from.openings
-    if (to === "Open") {
-      openings++
-      deadline = at + this.nextWait(at, openings)
-    } else if (to === "HalfOpen") {
-      // No deadline until the first probe is admitted (see tryAcquire): with no traffic the breaker waits
-      // half-open, so the first call after a quiet period is a probe, not a rejection, and the wait in Open
-      // does not grow while nobody calls.
-      deadline = Infinity
-    } else if (to === "Closed") {
-      openings = 0
-      this.step = undefined
-      this.lastWait = 0
-    }
-    if (to === "Closed" || to === "MetricsOnly") {
-      this.window.reset()
-      this.consecutiveFailures = 0
-    }
-    if (to === "HalfOpen") {
-      this.halfOpenUsed = 0
-      this.halfOpenSuccesses = 0
-      this.halfOpenSlow = 0
-    }
-    this.status.ref.current = { state: to, generation: from.generation + 1, since: at, deadline, openings }
-    this.mState.updateUnsafe(stateGaugeValue[to], this.context)
-    Metric.withAttributes(transitionsCounter, { server: this.server, from: from.state, to }).updateUnsafe(
-      1,
-      this.context
-    )
-    this.publish({ _tag: "StateTransition", server: this.server, from: from.state, to, at, reason })
-    this.scheduleTimer(deadline)
-  }
-
-  /** Applies the timed transitions (Open → HalfOpen, HalfOpen → Open) that are due at `now`. */
-  advance(now: number): CircuitStatus {
-    let s = this.status.ref.current
-    while (now >= s.deadline) {
-      if (s.state === "Open") this.transition("HalfOpen", s.deadline, "WaitElapsed")
-      else if (s.state === "HalfOpen") this.transition("Open", s.deadline, "HalfOpenMaxWait")
-      else break
-      s = this.status.ref.current
-    }
-    return s
-  }
-
-  scheduleTimer(deadline: number): void {
-    if (this.timer !== undefined) {
-      this.timer.interruptUnsafe()
-      this.timer = undefined
-    }
-    if (deadline === Infinity || this.closed) return
-    const delay = Math.max(0, deadline - this.clock.currentTimeMillisUnsafe())
-    this.timer = Effect.runForkWith(this.context)(
-      Effect.flatMap(this.clock.sleep(Duration.millis(delay)), () =>
-        Effect.sync(() => {
-          this.timer = undefined
-          this.advance(this.clock.currentTimeMillisUnsafe())
-        }))
-    )
-  }
-
-  // --- admission and recording -------------------------------------------------------------------------------
-
-  /** Returns the generation the call is admitted in, or `REJECTED` / `UNRECORDED`. */
-  tryAcquire(now: number): number {
-    let s = this.status.ref.current
-    switch (s.state) {
-      case "Closed":
-      case "MetricsOnly":
-        return s.generation
-      case "Disabled":
-        return UNRECORDED
-      case "ForcedOpen":
-        return this.reject(s, now)
-      default:
-        s = this.advance(now)
-        if (s.state === "HalfOpen" && this.halfOpenUsed < this.config.permittedCallsInHalfOpen) {
-          if (this.halfOpenUsed++ === 0 && s.deadline === Infinity) {
-            // The first probe starts the max wait: without a decision by then, the breaker reopens.
-            const deadline = now + this.halfOpenMaxWaitMillis
-            this.status.ref.current = { ...s, deadline }
-            this.scheduleTimer(deadline)
-          }
-          return s.generation
+/** Keeps one timer fiber on the current deadline, so timed transitions are published with no traffic. */
+const scheduleTimer = (core: Core): Effect.Effect<void> =>
+  Effect.flatMap(Ref.get(core.ref), (s) => {
+    if (s.deadline === core.timerDeadline) return Effect.void
+    const previous = core.timer
+    const id = ++core.timerId
+    core.timer = undefined
+    core.timerDeadline = s.deadline
+    const stop = previous === undefined ? Effect.void : Fiber.interrupt(previous)
+    if (s.deadline === Infinity || core.closed) return stop
+    const delay = Duration.millis(Math.max(0, s.deadline - core.clock.currentTimeMillisUnsafe()))
+    const wake = Effect.andThen(
+      core.clock.sleep(delay),
+      Effect.uninterruptible(Effect.suspend(() => {
+        if (core.timerId === id) {
+          core.timer = undefined
+          core.timerDeadline = NaN // whatever the tick finds, the next deadline gets a timer
         }
-        return this.reject(s, now)
-    }
-  }
+        return Effect.asVoid(tick(core))
+      }))
+    )
+    return Effect.andThen(
+      stop,
+      Effect.map(Effect.forkIn(wake, core.scope), (fiber) => {
+        if (core.timerId === id) core.timer = fiber
+      })
+    )
+  })
 
-  reject(s: CircuitStatus, now: number): number {
-    this.rejected++
-    this.mRejected.updateUnsafe(1, this.context)
-    if (this.hasListeners) {
-      this.publish({
+const needsReaction = (core: Core, out: Machine.Output): boolean =>
+  out.transitions.length > 0 || out.deadline !== core.timerDeadline
+
+/**
+ * Everything a step's output asks of the world: transition events and metrics, a fresh schedule after a
+ * close, the next wait after an opening or a close, and the timer.
+ */
+const react = (core: Core, out: Machine.Output): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    let opened: Machine.Transition | undefined
+    let closed: Machine.Transition | undefined
+    for (const t of out.transitions) {
+      core.mState.updateUnsafe(stateGaugeValue[t.to], core.context)
+      Metric.withAttributes(transitionsCounter, { server: core.server, from: t.from, to: t.to }).updateUnsafe(
+        1,
+        core.context
+      )
+      publish(core, { _tag: "StateTransition", server: core.server, from: t.from, to: t.to, at: t.at, reason: t.reason })
+      if (t.to === "Open") opened = t
+      if (t.to === "Closed") closed = t
+    }
+    const last = closed ?? opened
+    if (last === undefined) return scheduleTimer(core)
+    const next = Effect.flatMap(Ref.get(core.ref), (s) => stepWait(core, last.at, s.openings))
+    return Effect.andThen(closed !== undefined ? Effect.andThen(startSchedule(core), next) : next, scheduleTimer(core))
+  })
+
+const reactIfNeeded = (core: Core, out: Machine.Output): Effect.Effect<void> =>
+  needsReaction(core, out) ? react(core, out) : Effect.void
+
+/** Applies the timed transitions due now; returns the state after them. */
+const tick = (core: Core): Effect.Effect<Machine.State> =>
+  Effect.suspend(() => {
+    const now = core.clock.currentTimeMillisUnsafe()
+    return Effect.flatMap(
+      Ref.modify(core.ref, (s): readonly [readonly [Machine.Output, Machine.State], Machine.State] => {
+        const step = Machine.tick(core.settings, s, now)
+        return [step, step[1]]
+      }),
+      ([out, s]) => Effect.as(reactIfNeeded(core, out), s)
+    )
+  })
+
+const manual = (core: Core, to: CircuitState): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const now = core.clock.currentTimeMillisUnsafe()
+    return Effect.flatMap(Ref.modify(core.ref, (s) => Machine.manual(core.settings, s, to, now)), (out) =>
+      react(core, out))
+  })
+
+const verdictOf = (core: Core, exit: Exit.Exit<unknown, unknown>): Verdict => {
+  if (exit._tag === "Success") return "success"
+  const cause = exit.cause
+  if (Cause.hasInterruptsOnly(cause)) return "ignore"
+  const error = Cause.findErrorOption(cause)
+  if (error._tag === "None") return "failure" // a defect
+  if (core.classify !== undefined) {
+    const v = core.classify(error.value)
+    if (v !== undefined) return v
+  }
+  return defaultClassifier(error.value, core.config.countToolErrors)
+}
+
+const rejection = (core: Core, s: Machine.State, now: number): CircuitOpenError => {
+  const state = s.state === "Open" || s.state === "HalfOpen" ? s.state : "ForcedOpen"
+  const nextProbeAt = s.state === "Open" ? s.deadline : undefined
+  // A rejection's stack trace would only show the breaker's internals, and capturing it costs ~5 µs:
+  // build the error without one (as Effect does for its own internal errors).
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return new CircuitOpenError({
+      server: core.server,
+      state,
+      nextProbeAt,
+      message: state === "Open"
+        ? `circuit breaker for "${core.server}" is open; next probe in ${s.deadline - now} ms`
+        : state === "HalfOpen"
+        ? `circuit breaker for "${core.server}" is half-open and all probe slots are taken`
+        : `circuit breaker for "${core.server}" is forced open`
+    }, { disableChecks: true })
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+}
+
+const reject = (core: Core, now: number): Effect.Effect<never, CircuitOpenError> =>
+  Effect.flatMap(Ref.get(core.ref), (s) => {
+    core.mRejected.updateUnsafe(1, core.context)
+    if (hasListeners(core)) {
+      publish(core, {
         _tag: "CallRejected",
-        server: this.server,
+        server: core.server,
         state: s.state,
         at: now,
         nextProbeAt: s.state === "Open" ? s.deadline : undefined
       })
     }
-    return REJECTED
-  }
+    return Effect.fail(rejection(core, s, now))
+  })
 
-  rejection(now: number): CircuitOpenError {
-    const s = this.status.ref.current
-    const state = s.state === "Open" || s.state === "HalfOpen" ? s.state : "ForcedOpen"
-    const nextProbeAt = s.state === "Open" ? s.deadline : undefined
-    // A rejection's stack trace would only show the breaker's internals, and capturing it costs ~5 µs:
-    // build the error without one (as Effect does for its own internal errors).
-    const limit = Error.stackTraceLimit
-    Error.stackTraceLimit = 0
-    try {
-      return new CircuitOpenError({
-        server: this.server,
-        state,
-        nextProbeAt,
-        message: state === "Open"
-          ? `circuit breaker for "${this.server}" is open; next probe in ${s.deadline - now} ms`
-          : state === "HalfOpen"
-          ? `circuit breaker for "${this.server}" is half-open and all probe slots are taken`
-          : `circuit breaker for "${this.server}" is forced open`
-      }, { disableChecks: true })
-    } finally {
-      Error.stackTraceLimit = limit
-    }
-  }
-
-  verdict(exit: Exit.Exit<unknown, unknown>): Verdict {
-    if (exit._tag === "Success") return "success"
-    const cause = exit.cause
-    if (Cause.hasInterruptsOnly(cause)) return "ignore"
-    const error = Cause.findErrorOption(cause)
-    if (error._tag === "None") return "failure" // a defect
-    if (this.classify !== undefined) {
-      const v = this.classify(error.value)
-      if (v !== undefined) return v
-    }
-    return defaultClassifier(error.value, this.config.countToolErrors)
-  }
-
-  complete(generation: number, start: number, exit: Exit.Exit<unknown, unknown>): void {
-    const now = this.clock.currentTimeMillisUnsafe()
-    const duration = now - start
-    const verdict = this.verdict(exit)
-    const slow = verdict !== "ignore" && duration > this.slowMillis
-    // lifetime counters and metrics
-    this.total++
-    if (verdict === "success") {
-      this.successful++
-      this.mSuccess.updateUnsafe(1, this.context)
-    } else if (verdict === "failure") {
-      this.failed++
-      this.mFailure.updateUnsafe(1, this.context)
-    } else {
-      this.ignored++
-      this.mIgnored.updateUnsafe(1, this.context)
-    }
-    if (slow) {
-      this.slowTotal++
-      this.mSlow.updateUnsafe(1, this.context)
-    }
-    if (this.hasListeners) {
-      const event: CallRecorded = exit._tag === "Failure" && verdict !== "success"
-        ? {
-          _tag: "CallRecorded",
-          server: this.server,
-          outcome: verdict,
-          slow,
-          durationMs: duration,
-          at: now,
-          error: Cause.squash(exit.cause)
-        }
-        : { _tag: "CallRecorded", server: this.server, outcome: verdict, slow, durationMs: duration, at: now }
-      this.publish(event)
-    }
-    // timed transitions due before this completion come first (e.g. the HalfOpen max wait ran out)
-    const s = this.advance(now)
-    if (s.generation !== generation) return // admitted in an earlier state: its outcome no longer applies
-    const failure = verdict === "failure"
-    if (s.state === "Closed" || s.state === "MetricsOnly") {
-      if (verdict === "ignore") return
-      this.window.record(failure, slow, now)
-      this.consecutiveFailures = failure ? this.consecutiveFailures + 1 : 0
-      if (s.state === "MetricsOnly") return
-      const threshold = this.config.consecutiveFailureThreshold
-      if (threshold > 0 && this.consecutiveFailures >= threshold) {
-        this.transition("Open", now, "ConsecutiveFailures")
-      } else if (this.window.calls >= this.effectiveMinimumCalls) {
-        if (this.window.failures / this.window.calls >= this.config.failureRateThreshold) {
-          this.transition("Open", now, "FailureRate")
-        } else if (this.window.slow / this.window.calls >= this.config.slowCallRateThreshold) {
-          this.transition("Open", now, "SlowCallRate")
-        }
+/** Records a finished call: one `Ref.modify`, then counters, the event, and any transition. */
+const record = (core: Core, generation: number, start: number, exit: Exit.Exit<unknown, unknown>) => {
+  const now = core.clock.currentTimeMillisUnsafe()
+  const verdict = verdictOf(core, exit)
+  return Effect.flatMap(
+    Ref.modify(core.ref, (s) => Machine.complete(core.settings, s, generation, verdict, now - start, now)),
+    (out) => {
+      ;(verdict === "success" ? core.mSuccess : verdict === "failure" ? core.mFailure : core.mIgnored)
+        .updateUnsafe(1, core.context)
+      if (out.slow) core.mSlow.updateUnsafe(1, core.context)
+      if (hasListeners(core)) {
+        publish(
+          core,
+          exit._tag === "Failure" && verdict !== "success"
+            ? {
+              _tag: "CallRecorded",
+              server: core.server,
+              outcome: verdict,
+              slow: out.slow,
+              durationMs: now - start,
+              at: now,
+              error: Cause.squash(exit.cause)
+            }
+            : { _tag: "CallRecorded", server: core.server, outcome: verdict, slow: out.slow, durationMs: now - start, at: now }
+        )
       }
-    } else if (s.state === "HalfOpen") {
-      if (verdict === "ignore") {
-        this.halfOpenUsed--
-      } else if (failure) {
-        this.transition("Open", now, "ProbeFailed")
-      } else if (slow && ++this.halfOpenSlow >= this.slowProbeLimit) {
-        this.transition("Open", now, "SlowProbes")
-      } else if (++this.halfOpenSuccesses >= this.config.successThresholdToClose) {
-        this.transition("Closed", now, "ProbesSucceeded")
-      }
+      return reactIfNeeded(core, out)
     }
-  }
+  )
+}
 
-  stats(): CircuitBreakerStats {
-    const now = this.clock.currentTimeMillisUnsafe()
-    const s = this.advance(now)
-    this.window.refresh(now)
-    const w = this.window
+/** Admission (one `Ref.modify`), then the call with its outcome recorded, or a rejection. */
+const execute = <A, E, R>(core: Core, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
+  Effect.uninterruptibleMask((restore) => {
+    const start = core.clock.currentTimeMillisUnsafe()
+    return Effect.flatMap(
+      Ref.modify(core.ref, (s) => Machine.acquire(core.settings, s, start)),
+      (out): Effect.Effect<A, E | CircuitOpenError, R> => {
+        const generation = out.decision
+        const run: Effect.Effect<A, E | CircuitOpenError, R> = generation >= 0
+          ? Effect.onExit(restore(self), (exit) => record(core, generation, start, exit))
+          : generation === Machine.UNRECORDED
+          ? restore(self)
+          : reject(core, start)
+        return needsReaction(core, out) ? Effect.andThen(react(core, out), run) : run
+      }
+    )
+  })
+
+const stats = (core: Core): Effect.Effect<CircuitBreakerStats> =>
+  Effect.map(tick(core), (s) => {
+    const w = Machine.refreshWindow(core.settings, s.window, core.clock.currentTimeMillisUnsafe())
+    const c = s.counters
     return {
-      server: this.server,
+      server: core.server,
       state: s.state,
-      totalCalls: this.total,
-      successfulCalls: this.successful,
-      failedCalls: this.failed,
-      slowCalls: this.slowTotal,
-      ignoredCalls: this.ignored,
-      rejectedCalls: this.rejected,
+      totalCalls: c.total,
+      successfulCalls: c.successful,
+      failedCalls: c.failed,
+      slowCalls: c.slow,
+      ignoredCalls: c.ignored,
+      rejectedCalls: c.rejected,
       windowCalls: w.calls,
       windowFailures: w.failures,
       windowSlowCalls: w.slow,
       failureRate: w.calls === 0 ? 0 : w.failures / w.calls,
       slowCallRate: w.calls === 0 ? 0 : w.slow / w.calls,
-      consecutiveFailures: this.consecutiveFailures,
+      consecutiveFailures: s.consecutiveFailures,
       openings: s.openings,
       nextProbeAt: s.state === "Open" ? s.deadline : undefined
     }
-  }
+  })
 
-  manual(to: CircuitState): void {
-    const now = this.clock.currentTimeMillisUnsafe()
-    this.advance(now)
-    this.transition(to, now, "Manual")
-  }
-
-  shutdown(): void {
-    this.closed = true
-    if (this.timer !== undefined) this.timer.interruptUnsafe()
-    this.timer = undefined
-  }
-
-  // --- the Effect surface ------------------------------------------------------------------------------------
-
-  execute<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> {
-    return Effect.uninterruptibleMask((restore): Effect.Effect<A, E | CircuitOpenError, R> => {
-      const start = this.clock.currentTimeMillisUnsafe()
-      const generation = this.tryAcquire(start)
-      if (generation >= 0) {
-        return Effect.onExit(restore(self), (exit) => {
-          this.complete(generation, start, exit)
-          return Effect.void
-        })
-      }
-      if (generation === UNRECORDED) return restore(self)
-      return Effect.fail(this.rejection(start))
-    })
-  }
-}
+const statusOf = (s: Machine.State): CircuitStatus => ({
+  state: s.state,
+  generation: s.generation,
+  since: s.since,
+  deadline: s.deadline,
+  openings: s.openings
+})
 
 const isTransition = (e: CircuitBreakerEvent): e is StateTransition => e._tag === "StateTransition"
 
-const makeBreaker = (
-  server: string,
-  input: CircuitBreakerConfigInput | CircuitBreakerConfig,
-  options: MakeOptions,
-  clock: Clock.Clock,
-  context: Context.Context<never>,
-  sinks: ReadonlyArray<EventHub>
-): { readonly breaker: Breaker; readonly core: BreakerCore } => {
-  const config = resolveConfig(input as CircuitBreakerConfigInput)
-  const hub = new EventHub()
-  const core = new BreakerCore(server, config, options, clock, context, hub, sinks)
-  const subscribe = hub.subscribe
-  const breaker: Breaker = {
-    server,
-    config,
-    execute: (self) => core.execute(self),
-    state: Effect.sync(() => core.advance(clock.currentTimeMillisUnsafe()).state),
-    status: Effect.sync(() => core.advance(clock.currentTimeMillisUnsafe())),
-    stats: Effect.sync(() => core.stats()),
-    events: hub.stream,
-    transitions: Stream.filter(hub.stream, isTransition),
+const breakerOf = (core: Core): Breaker => {
+  const subscribe = subscribeHub(core.hub)
+  const events = hubStream(core.hub)
+  return {
+    server: core.server,
+    config: core.config,
+    execute: (self) => execute(core, self),
+    state: Effect.map(tick(core), (s) => s.state),
+    status: Effect.map(tick(core), statusOf),
+    stats: stats(core),
+    events,
+    transitions: Stream.filter(events, isTransition),
     subscribe,
     onStateChange: (f) =>
       Effect.flatMap(subscribe, (subscription) =>
@@ -1095,38 +876,84 @@ const makeBreaker = (
           Effect.forkScoped,
           Effect.asVoid
         )),
-    isolate: Effect.sync(() => core.manual("ForcedOpen")),
-    disable: Effect.sync(() => core.manual("Disabled")),
-    metricsOnly: Effect.sync(() => core.manual("MetricsOnly")),
-    reset: Effect.sync(() => core.manual("Closed"))
+    isolate: manual(core, "ForcedOpen"),
+    disable: manual(core, "Disabled"),
+    metricsOnly: manual(core, "MetricsOnly"),
+    reset: manual(core, "Closed")
   }
-  return { breaker, core }
 }
+
+/** Makes a breaker from a decoded config, publishing to `sinks` too; its timer and events end with the scope. */
+const makeFromConfig = (
+  server: string,
+  config: CircuitBreakerConfig,
+  options: MakeOptions,
+  sinks: ReadonlyArray<Hub>
+): Effect.Effect<Breaker, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const context = yield* Effect.context<never>()
+    const scope = yield* Effect.scope
+    const clock = Context.get(context, Clock.Clock)
+    const settings = settingsOf(config)
+    const hub = yield* makeHub
+    const calls = (outcome: string) => Metric.withAttributes(callsCounter, { server, outcome })
+    const core: Core = {
+      server,
+      config,
+      settings,
+      ref: yield* Ref.make(Machine.initial(settings, clock.currentTimeMillisUnsafe())),
+      clock,
+      context,
+      scope,
+      schedule: options.openSchedule ?? openWaitSchedule(config),
+      classify: options.classify,
+      hub,
+      sinks,
+      mSuccess: calls("success"),
+      mFailure: calls("failure"),
+      mSlow: calls("slow"),
+      mRejected: calls("rejected"),
+      mIgnored: calls("ignored"),
+      mState: Metric.withAttributes(stateGauge, { server }),
+      step: () => Effect.fail(undefined),
+      timer: undefined,
+      timerDeadline: Infinity,
+      timerId: 0,
+      closed: false
+    }
+    yield* Metric.update(core.mState, stateGaugeValue.Closed)
+    yield* startSchedule(core)
+    yield* stepWait(core, clock.currentTimeMillisUnsafe(), 0)
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        core.closed = true
+        core.timerId++
+        const timer = core.timer
+        core.timer = undefined
+        return Effect.andThen(timer === undefined ? Effect.void : Fiber.interrupt(timer), PubSub.shutdown(hub.pubsub))
+      })
+    )
+    return breakerOf(core)
+  })
 
 // -------------------------------------------------------------------------------------------------------------
 // constructors and services
 // -------------------------------------------------------------------------------------------------------------
 
 /**
- * Makes a breaker for `server`. Time comes from the `Clock` and metrics go to the registry of the context
- * `make` runs in. The scope ends the breaker's timer fiber and event stream. Dies if the config is invalid.
+ * Makes a breaker for `server`. Time comes from the `Clock`, jitter from the `Random` and metrics go to the
+ * registry of the context `make` runs in. The scope ends the breaker's timer fiber and event stream. An
+ * invalid config fails with {@link McpConfigError} (path `breaker.<field>`).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (
   server: string,
-  config: CircuitBreakerConfigInput = {},
+  config: CircuitBreakerConfigInput | CircuitBreakerConfig = {},
   options: MakeOptions = {}
-): Effect.Effect<Breaker, never, Scope.Scope> =>
-  Effect.flatMap(Effect.context<never>(), (context) =>
-    Effect.acquireRelease(
-      Effect.sync(() =>
-        makeBreaker(server, config, options, Context.get(context, Clock.Clock), context, [])
-      ),
-      ({ core }) =>
-        Effect.sync(() => core.shutdown()).pipe(Effect.andThen(PubSub.shutdown(core.hub.pubsub)))
-    ).pipe(Effect.map(({ breaker }) => breaker)))
+): Effect.Effect<Breaker, McpConfigError, Scope.Scope> =>
+  Effect.flatMap(resolveConfig(config), (resolved) => makeFromConfig(server, resolved, options, []))
 
 /**
  * A single breaker as a service, for code that guards one server.
@@ -1135,12 +962,12 @@ export const make = (
  * @category services
  */
 export class CircuitBreaker extends Context.Service<CircuitBreaker, Breaker>()("@keel/core/CircuitBreaker") {
-  /** A layer providing a breaker for `server`. */
+  /** A layer providing a breaker for `server`; fails with {@link McpConfigError} on a bad setting. */
   static readonly layer = (
     server: string,
-    config: CircuitBreakerConfigInput = {},
+    config: CircuitBreakerConfigInput | CircuitBreakerConfig = {},
     options: MakeOptions = {}
-  ): Layer.Layer<CircuitBreaker> => Layer.effect(CircuitBreaker, make(server, config, options))
+  ): Layer.Layer<CircuitBreaker, McpConfigError> => Layer.effect(CircuitBreaker, make(server, config, options))
   /** Same as the module's {@link make}. */
   static readonly make = make
 }
@@ -1152,24 +979,27 @@ export class CircuitBreaker extends Context.Service<CircuitBreaker, Breaker>()("
  * @category registry
  */
 export interface RegistryOptions extends MakeOptions {
-  readonly defaults?: CircuitBreakerConfigInput | undefined
-  readonly servers?: { readonly [server: string]: CircuitBreakerConfigInput } | undefined
+  readonly defaults?: CircuitBreakerConfigInput | CircuitBreakerConfig | undefined
+  readonly servers?: { readonly [server: string]: CircuitBreakerConfigInput | CircuitBreakerConfig } | undefined
 }
 
 /**
- * Breakers per server, made on first use, so one bad server never blocks the others.
+ * Breakers per server, made on first use (or by `add`), so one bad server never blocks the others.
  *
  * @since 0.1.0
  * @category registry
  */
 export interface Registry {
-  /** The breaker for `server` (made on first use). */
+  /** The breaker for `server` (made on first use from `defaults` ⊕ `servers[server]`). */
   readonly get: (server: string) => Effect.Effect<Breaker>
   /**
    * Makes the breaker for `server` from `defaults` ⊕ `servers[server]` ⊕ `config`, replacing (and shutting
    * down) any previous breaker of that name. A bad setting fails with {@link McpConfigError}.
    */
-  readonly add: (server: string, config?: CircuitBreakerConfigInput) => Effect.Effect<Breaker, McpConfigError>
+  readonly add: (
+    server: string,
+    config?: CircuitBreakerConfigInput | CircuitBreakerConfig
+  ) => Effect.Effect<Breaker, McpConfigError>
   /** Shuts down and forgets the breaker for `server` (nothing happens when there is none). */
   readonly remove: (server: string) => Effect.Effect<void>
   /** Runs `self` through the breaker for `server`. */
@@ -1187,81 +1017,80 @@ export interface Registry {
   readonly subscribe: Effect.Effect<PubSub.Subscription<CircuitBreakerEvent>, never, Scope.Scope>
 }
 
+interface RegistryEntry {
+  readonly breaker: Breaker
+  readonly scope: Scope.Closeable
+}
+
 /**
- * Makes a registry. Breakers live as long as the scope.
+ * Makes a registry. Breakers live as long as the scope (or until `remove`). `defaults` and each entry of
+ * `servers` are validated now: a bad setting fails with {@link McpConfigError} (path
+ * `breaker.<field>` for the defaults, `servers.<name>.breaker.<field>` for an override), so `get` never fails.
  *
  * @since 0.1.0
  * @category registry
  */
-export const makeRegistry = (options: RegistryOptions = {}): Effect.Effect<Registry, never, Scope.Scope> =>
-  Effect.flatMap(Effect.context<never>(), (context) =>
-    Effect.flatMap(
-      Effect.acquireRelease(
-        Effect.sync(() => ({
-          hub: new EventHub(),
-          breakers: new Map<string, { readonly breaker: Breaker; readonly core: BreakerCore }>()
-        })),
-        ({ breakers, hub }) =>
-          Effect.suspend(() => {
-            for (const { core } of breakers.values()) core.shutdown()
-            return Effect.andThen(
-              Effect.forEach(breakers.values(), ({ core }) => PubSub.shutdown(core.hub.pubsub), { discard: true }),
-              PubSub.shutdown(hub.pubsub)
-            )
-          })
+export const makeRegistry = (
+  options: RegistryOptions = {}
+): Effect.Effect<Registry, McpConfigError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const registryScope = yield* Effect.scope
+    const defaults = yield* resolveConfig(options.defaults ?? {})
+    const configs = new Map<string, CircuitBreakerConfig>()
+    for (const [server, own] of Object.entries(options.servers ?? {})) {
+      configs.set(server, yield* resolveConfig({ ...options.defaults, ...own }, `servers.${server}.breaker`))
+    }
+    const hub = yield* makeHub
+    yield* Effect.addFinalizer(() => PubSub.shutdown(hub.pubsub))
+    const breakers = new Map<string, RegistryEntry>()
+
+    const install = (server: string, config: CircuitBreakerConfig): Effect.Effect<Breaker> =>
+      Effect.uninterruptible(Effect.gen(function*() {
+        const scope = yield* Scope.fork(registryScope)
+        const breaker = yield* Scope.provide(makeFromConfig(server, config, options, [hub]), scope)
+        const previous = breakers.get(server)
+        breakers.set(server, { breaker, scope })
+        if (previous !== undefined) yield* Scope.close(previous.scope, Exit.void)
+        return breaker
+      }))
+
+    const get = (server: string): Effect.Effect<Breaker> =>
+      Effect.suspend(() => {
+        const entry = breakers.get(server)
+        return entry !== undefined ? Effect.succeed(entry.breaker) : install(server, configs.get(server) ?? defaults)
+      })
+
+    const registry: Registry = {
+      get,
+      add: (server, config) =>
+        Effect.flatMap(
+          resolveConfig({ ...options.defaults, ...options.servers?.[server], ...config }),
+          (resolved) => install(server, resolved)
+        ),
+      remove: (server) =>
+        Effect.suspend(() => {
+          const entry = breakers.get(server)
+          if (entry === undefined) return Effect.void
+          breakers.delete(server)
+          return Scope.close(entry.scope, Exit.void)
+        }),
+      execute: (server, self) =>
+        Effect.suspend(() => {
+          const entry = breakers.get(server)
+          return entry !== undefined
+            ? entry.breaker.execute(self)
+            : Effect.flatMap(get(server), (breaker) => breaker.execute(self))
+        }),
+      states: Effect.map(
+        Effect.forEach(breakers, ([server, { breaker }]) => Effect.map(breaker.state, (state) => [server, state] as const)),
+        (entries) => new Map(entries)
       ),
-      ({ breakers, hub }) => {
-        const clock = Context.get(context, Clock.Clock)
-        const getUnsafe = (server: string) => {
-          let entry = breakers.get(server)
-          if (entry === undefined) {
-            const config = { ...options.defaults, ...options.servers?.[server] }
-            entry = makeBreaker(server, config, options, clock, context, [hub])
-            breakers.set(server, entry)
-          }
-          return entry.breaker
-        }
-        const shutdownEntry = (entry: { readonly core: BreakerCore }) =>
-          Effect.suspend(() => {
-            entry.core.shutdown()
-            return PubSub.shutdown(entry.core.hub.pubsub)
-          })
-        const registry: Registry = {
-          get: (server) => Effect.sync(() => getUnsafe(server)),
-          add: (server, config) =>
-            Effect.flatMap(
-              decode({ ...options.defaults, ...options.servers?.[server], ...config }),
-              (resolved) =>
-                Effect.suspend(() => {
-                  const previous = breakers.get(server)
-                  const entry = makeBreaker(server, resolved, options, clock, context, [hub])
-                  breakers.set(server, entry)
-                  return previous === undefined
-                    ? Effect.succeed(entry.breaker)
-                    : Effect.as(shutdownEntry(previous), entry.breaker)
-                })
-            ),
-          remove: (server) =>
-            Effect.suspend(() => {
-              const previous = breakers.get(server)
-              if (previous === undefined) return Effect.void
-              breakers.delete(server)
-              return shutdownEntry(previous)
-            }),
-          execute: (server, self) => Effect.suspend(() => getUnsafe(server).execute(self)),
-          states: Effect.sync(() => {
-            const now = clock.currentTimeMillisUnsafe()
-            const out = new Map<string, CircuitState>()
-            for (const [server, { core }] of breakers) out.set(server, core.advance(now).state)
-            return out
-          }),
-          stats: Effect.sync(() => Array.from(breakers.values(), ({ core }) => core.stats())),
-          events: hub.stream,
-          subscribe: hub.subscribe
-        }
-        return Effect.succeed(registry)
-      }
-    ))
+      stats: Effect.forEach(breakers.values(), ({ breaker }) => breaker.stats),
+      events: hubStream(hub),
+      subscribe: subscribeHub(hub)
+    }
+    return registry
+  })
 
 /**
  * The per-server breaker registry as a service.
@@ -1272,8 +1101,8 @@ export const makeRegistry = (options: RegistryOptions = {}): Effect.Effect<Regis
 export class CircuitBreakerRegistry
   extends Context.Service<CircuitBreakerRegistry, Registry>()("@keel/core/CircuitBreakerRegistry")
 {
-  /** A layer providing the registry. */
-  static readonly layer = (options: RegistryOptions = {}): Layer.Layer<CircuitBreakerRegistry> =>
+  /** A layer providing the registry; fails with {@link McpConfigError} when `defaults` or `servers` are bad. */
+  static readonly layer = (options: RegistryOptions = {}): Layer.Layer<CircuitBreakerRegistry, McpConfigError> =>
     Layer.effect(CircuitBreakerRegistry, makeRegistry(options))
   /** Same as {@link makeRegistry}. */
   static readonly make = makeRegistry
