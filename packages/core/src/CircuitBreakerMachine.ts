@@ -247,6 +247,13 @@ export interface Output {
 // windows
 // -------------------------------------------------------------------------------------------------------------
 
+/** A packed array of `n` zeros (packed arrays copy faster than holey ones). */
+const zeros = (n: number): Array<number> => {
+  const out: Array<number> = []
+  for (let i = 0; i < n; i++) out.push(0)
+  return out
+}
+
 /**
  * An empty window for `settings`.
  *
@@ -257,7 +264,7 @@ export const emptyWindow = (settings: Settings): Window => ({
   calls: 0,
   failures: 0,
   slow: 0,
-  slots: new Array<number>(settings.windowType === "count" ? settings.windowSize : settings.windowSize * 3).fill(0),
+  slots: zeros(settings.windowType === "count" ? settings.windowSize : settings.windowSize * 3),
   index: settings.windowType === "count" ? 0 : -Infinity
 })
 
@@ -277,7 +284,7 @@ export const refreshWindow = (settings: Settings, w: Window, now: number): Windo
     // every second left the window (an empty window's slots are all zero already)
     return w.calls === 0
       ? { ...w, index: second }
-      : { calls: 0, failures: 0, slow: 0, slots: new Array<number>(size * 3).fill(0), index: second }
+      : { calls: 0, failures: 0, slow: 0, slots: zeros(size * 3), index: second }
   }
   const slots = w.slots.slice()
   let calls = w.calls
@@ -401,12 +408,16 @@ const advance = (settings: Settings, s: State, now: number, log: Array<Transitio
   return s
 }
 
-const output = (decision: number, slow: boolean, log: Array<Transition>, s: State): Output => ({
-  decision,
-  slow,
-  transitions: log.length === 0 ? noTransitions : log,
-  deadline: s.deadline
-})
+const quiet: Output = { decision: -3, slow: false, transitions: noTransitions, deadline: Infinity }
+const quietSlow: Output = { decision: -3, slow: true, transitions: noTransitions, deadline: Infinity }
+
+// A completion with no transition (the common case) shares a constant output.
+const output = (decision: number, slow: boolean, log: Array<Transition>, s: State): Output =>
+  log.length === 0 && s.deadline === Infinity && decision === -3
+    ? (slow ? quietSlow : quiet)
+    : { decision, slow, transitions: log.length === 0 ? noTransitions : log, deadline: s.deadline }
+
+const unrecorded: Output = { decision: UNRECORDED, slow: false, transitions: noTransitions, deadline: Infinity }
 
 /**
  * A call asks to run at `now`: admitted in Closed and MetricsOnly, unrecorded in Disabled, admitted in
@@ -419,9 +430,9 @@ export const acquire = (settings: Settings, s: State, now: number): readonly [Ou
   switch (s.state) {
     case "Closed":
     case "MetricsOnly":
-      return [output(s.generation, false, [], s), s]
+      return [{ decision: s.generation, slow: false, transitions: noTransitions, deadline: s.deadline }, s]
     case "Disabled":
-      return [output(UNRECORDED, false, [], s), s]
+      return [unrecorded, s]
     case "ForcedOpen":
       return reject(s, [])
     default: {
@@ -466,13 +477,42 @@ export const complete = (
   durationMillis: number,
   now: number
 ): readonly [Output, State] => {
-  const log: Array<Transition> = []
   const slow = verdict !== "ignore" && durationMillis > settings.slowCallMillis
-  const counted: State = { ...s0, counters: count(s0.counters, verdict, slow) }
+  const counters = count(s0.counters, verdict, slow)
+  if (now < s0.deadline && s0.generation === generation && s0.state === "Closed" && verdict === "success" && !slow) {
+    // The closed path: a success that leaves the rates under their thresholds changes only the window, the
+    // consecutive count and the counters. (A success can still open: the call that reaches
+    // minimumNumberOfCalls, with enough failures before it; the general path below handles that.)
+    const window = recordWindow(settings, s0.window, false, false, now)
+    if (!(window.calls >= settings.minimumCalls && opensAt(settings, window))) {
+      return [quiet, closedSuccess(s0, counters, window)]
+    }
+  }
+  const log: Array<Transition> = []
+  const counted: State = { ...s0, counters }
   const s = advance(settings, counted, now, log)
   const next = s.generation === generation ? record(settings, s, verdict, slow, now, log) : s
   return [output(-3, slow, log, next), next]
 }
+
+const opensAt = (settings: Settings, w: Window): boolean =>
+  w.failures / w.calls >= settings.failureRateThreshold || w.slow / w.calls >= settings.slowCallRateThreshold
+
+/** `s` (Closed, no transition due) after a fast success: built as one literal, no spread. */
+const closedSuccess = (s: State, counters: Counters, window: Window): State => ({
+  state: s.state,
+  generation: s.generation,
+  since: s.since,
+  deadline: s.deadline,
+  openings: s.openings,
+  nextWait: s.nextWait,
+  window,
+  consecutiveFailures: 0,
+  probes: s.probes,
+  probeSuccesses: s.probeSuccesses,
+  slowProbes: s.slowProbes,
+  counters
+})
 
 const record = (
   settings: Settings,
