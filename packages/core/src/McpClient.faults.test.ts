@@ -7,7 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Redacted } from "effect"
 import { createServer, type Server, type Socket } from "node:net"
 import { McpClient } from "./McpClient.ts"
-import type { ServerConfig } from "./ServerConfig.ts"
+import { decodeServerConfig, type ServerConfig } from "./ServerConfig.ts"
+import { demoStdio } from "@keel/demo-server"
 
 /** A TCP server on a free loopback port that accepts connections and never answers; closed with the scope. */
 const silentServer = Effect.acquireRelease(
@@ -123,3 +124,52 @@ describe("McpClient faults at connect", () => {
       for (let n = 4; n <= token.length; n++) assert.notInclude(e.stderrTail, token.slice(-n))
     }))
 })
+
+describe("McpClient faults: messages over the limit", () => {
+  it.live("a result over maxMessageBytes is a typed McpMessageTooLargeError naming the limit; within it, calls work", () =>
+    Effect.gen(function*() {
+      const config: ServerConfig = { type: "stdio", ...demoStdio(), maxMessageBytes: 100_000 }
+      const c = yield* McpClient.connect("big", config)
+      const ok = yield* c.callTool("big", { bytes: 50_000 })
+      assert.strictEqual(ok.content[0]?.type === "text" ? ok.content[0].text.length : 0, 50_000)
+      const error = yield* Effect.flip(c.callTool("big", { bytes: 200_000 }))
+      assert.strictEqual(error._tag, "McpMessageTooLargeError")
+      if (error._tag === "McpMessageTooLargeError") {
+        assert.strictEqual(error.limitBytes, 100_000)
+        assert.match(error.message, /exceeded the limit of 100000 bytes/)
+      }
+      // The session is gone (the SDK cannot read past the limit); later calls say why, with the same type.
+      assert.isFalse(c.isOpen())
+      const later = yield* Effect.flip(c.callTool("echo", { message: "hi" }))
+      assert.strictEqual(later._tag, "McpMessageTooLargeError")
+      // And the child was stopped.
+      const pid = c.pid
+      assert.isDefined(pid)
+      yield* Effect.promise(() => eventuallyDead(pid!))
+    }).pipe(Effect.scoped))
+
+  it.live("the same result fits once maxMessageBytes allows it", () =>
+    Effect.gen(function*() {
+      const c = yield* McpClient.connect("big", { type: "stdio", ...demoStdio(), maxMessageBytes: 1_000_000 })
+      const ok = yield* c.callTool("big", { bytes: 200_000 })
+      assert.strictEqual(ok.content[0]?.type === "text" ? ok.content[0].text.length : 0, 200_000)
+    }).pipe(Effect.scoped))
+
+  it.effect("maxMessageBytes below 1 KiB is a config error naming the field", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(decodeServerConfig({ type: "stdio", command: "node", maxMessageBytes: 10 }, "mcpServers.big"))
+      assert.strictEqual(error.path, "mcpServers.big.maxMessageBytes")
+    }))
+})
+
+const eventuallyDead = async (pid: number) => {
+  for (let i = 0; i < 100; i++) {
+    try {
+      process.kill(pid, 0)
+    } catch {
+      return
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`child ${pid} still alive`)
+}

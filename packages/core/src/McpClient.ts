@@ -47,6 +47,7 @@ import {
   McpConnectError,
   type McpError,
   McpProtocolError,
+  McpMessageTooLargeError,
   McpTimeoutError,
   McpToolError
 } from "./McpError.ts"
@@ -232,6 +233,7 @@ const isNetworkFailure = (e: unknown): boolean => {
 
 const mapRequestError = (server: string, method: string, timeoutMs: number, closedReason: () => string | undefined) =>
 (e: unknown): Exclude<McpError, McpToolError | McpConnectError> => {
+  if (e instanceof McpClosedError) return e
   if (e instanceof SdkError) {
     if (e.code === "REQUEST_TIMEOUT") {
       // The SDK reports a closed connection that races the timer as a timeout; trust the close.
@@ -376,6 +378,7 @@ const buildTransport = (config: ServerConfig, tailBytes: number, onBroken: (reas
         // The SDK adds its safe defaults (HOME, PATH, ...) only when `env` is absent.
         ...(config.env !== undefined ? { env: { ...safeEnv(), ...revealAll(config.env) } } : {}),
         ...(config.cwd !== undefined ? { cwd: config.cwd } : {}),
+        ...(config.maxMessageBytes !== undefined ? { maxBufferSize: config.maxMessageBytes } : {}),
         stderr: "pipe"
       })
       transport.stderr?.on("data", (d: Buffer) => stderr.push(d.toString("utf8")))
@@ -441,6 +444,7 @@ const make = (
     const pubsub = yield* PubSub.unbounded<ServerNotification>()
     const closed = yield* Deferred.make<string>()
     let closedReason: string | undefined
+    let tooLargeLimit: number | undefined
     let client!: Client
     const markClosed = (reason: string) => {
       if (closedReason !== undefined) return
@@ -469,6 +473,14 @@ const make = (
           { capabilities: {}, ...options?.sdkOptions }
         )
         c.onclose = () => markClosed(closedReason ?? "connection closed")
+        c.onerror = (error) => {
+          // The stdio transport's read buffer refused a message and closes the session: keep why.
+          const limit = /ReadBuffer exceeded maximum size of (\d+)/.exec(errorText(error))?.[1]
+          if (limit !== undefined && closedReason === undefined) {
+            tooLargeLimit = Number(limit)
+            markClosed(`a message from ${name} exceeded the limit of ${limit} bytes (maxMessageBytes)`)
+          }
+        }
         c.fallbackNotificationHandler = async (n) => {
           PubSub.publishUnsafe(pubsub, n as ServerNotification)
         }
@@ -538,9 +550,15 @@ const make = (
       run: (opts: RequestOptions) => Promise<A>
     ): Effect.Effect<A, Exclude<McpError, McpToolError | McpConnectError>> => {
       const timeoutMs = toMillis(callOptions?.timeout, requestTimeoutMs)
-      const mapError = mapRequestError(name, method, timeoutMs, closedNow)
+      const mapClosed = mapRequestError(name, method, timeoutMs, closedNow)
+      const mapError = (e: unknown) => {
+        const error = mapClosed(e)
+        return error._tag === "McpClosedError" && tooLargeLimit !== undefined
+          ? new McpMessageTooLargeError({ server: name, method, limitBytes: tooLargeLimit, message: error.message })
+          : error
+      }
       return Effect.suspend(() => {
-        if (closedReason !== undefined) return Effect.fail(closedError(method))
+        if (closedReason !== undefined) return Effect.fail(mapError(closedError(method)))
         return Effect.tryPromise({
           try: (signal) =>
             run({

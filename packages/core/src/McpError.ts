@@ -9,6 +9,7 @@
  * | `McpClosedError`        | the connection closed: child died, HTTP session broke, or we closed it |
  * | `McpProtocolError`      | the server answered with a JSON-RPC error (carries the code)           |
  * | `McpToolError`          | the tool ran and returned a result with `isError: true`                |
+ * | `McpMessageTooLargeError` | the server sent a message over the session's `maxMessageBytes`       |
  *
  * @since 0.1.0
  */
@@ -91,7 +92,28 @@ export class McpToolError extends Schema.TaggedError<McpToolError>()("McpToolErr
  * @since 0.1.0
  * @category errors
  */
-export type McpError = McpConnectError | McpTimeoutError | McpClosedError | McpProtocolError | McpToolError
+/**
+ * The server sent a message larger than the session's limit (`maxMessageBytes` of a stdio server, the SDK's
+ * 10 MiB by default). The SDK cannot read past it, so the session is closed; retrying the same request would
+ * hit the same limit, so Keel never retries it. Raise `maxMessageBytes` for a server that needs more.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class McpMessageTooLargeError extends Schema.TaggedError<McpMessageTooLargeError>()("McpMessageTooLargeError", {
+  server: Schema.String,
+  method: Schema.String,
+  limitBytes: Schema.Number,
+  message: Schema.String
+}) {}
+
+export type McpError =
+  | McpConnectError
+  | McpTimeoutError
+  | McpClosedError
+  | McpProtocolError
+  | McpToolError
+  | McpMessageTooLargeError
 
 /**
  * The tags of {@link McpError}, e.g. for a circuit breaker's classifier.
@@ -110,4 +132,4 @@ export type McpErrorTag = McpError["_tag"]
 export const isMcpError = (u: unknown): u is McpError =>
   typeof u === "object" && u !== null && "_tag" in u &&
   (u._tag === "McpConnectError" || u._tag === "McpTimeoutError" || u._tag === "McpClosedError" ||
-    u._tag === "McpProtocolError" || u._tag === "McpToolError")
+    u._tag === "McpProtocolError" || u._tag === "McpToolError" || u._tag === "McpMessageTooLargeError")

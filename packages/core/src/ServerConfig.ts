@@ -32,6 +32,8 @@ const Secrets = Schema.Record(Schema.String, Schema.RedactedFromValue(Schema.Str
  * - `env`: extra environment (values `Redacted`); the child also gets the SDK's safe defaults
  *   (HOME, LOGNAME, PATH, SHELL, TERM, USER)
  * - `cwd`: working directory, default: the parent's
+ * - `maxMessageBytes`: the largest message the server may send (default: the SDK's 10 MiB); a larger one
+ *   fails the request with `McpMessageTooLargeError`. Raise it for servers with huge tool lists or results.
  *
  * @since 0.1.0
  * @category schemas
@@ -41,7 +43,8 @@ export const StdioServerConfig = Schema.Struct({
   command: Schema.NonEmptyString,
   args: Schema.optionalKey(Schema.Array(Schema.String)),
   env: Schema.optionalKey(Secrets),
-  cwd: Schema.optionalKey(Schema.NonEmptyString)
+  cwd: Schema.optionalKey(Schema.NonEmptyString),
+  maxMessageBytes: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1024)))
 })
 
 /** @since 0.1.0 @category models */
