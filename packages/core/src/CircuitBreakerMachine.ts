@@ -543,7 +543,7 @@ const record = (
     return recorded
   }
   if (s.state !== "HalfOpen") return s
-  if (verdict === "ignore") return { ...s, probes: s.probes - 1 }
+  if (verdict === "ignore") return { ...s, probes: Math.max(0, s.probes - 1) } // the slot is given back
   if (failure) return enter(settings, s, "Open", now, "ProbeFailed", log)
   if (slow && s.slowProbes + 1 >= settings.slowProbeLimit) return enter(settings, s, "Open", now, "SlowProbes", log)
   const probeSuccesses = s.probeSuccesses + 1
