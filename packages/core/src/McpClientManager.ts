@@ -649,7 +649,9 @@ export const make = (
       )
     }
     if (options.healthCheckInterval !== undefined) {
-      yield* Effect.forkScoped(healthCheckAll(state).pipe(Effect.repeat(Schedule.spaced(options.healthCheckInterval))))
+      // The first round one interval after start: the sessions opened at start need no ping yet.
+      const interval = options.healthCheckInterval
+      yield* Effect.forkScoped(Effect.andThen(Effect.sleep(interval), Effect.repeat(healthCheckAll(state), Schedule.spaced(interval))))
     }
     return makeManager(state)
   })
