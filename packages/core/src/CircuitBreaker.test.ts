@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Metric, PubSub, Schedule } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Metric, PubSub, Random, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import * as CB from "./CircuitBreaker.ts"
 import { McpClosedError, McpConnectError, McpProtocolError, McpTimeoutError, McpToolError } from "./McpError.ts"
@@ -364,6 +364,37 @@ describe("CircuitBreaker transitions", () => {
         yield* TestClock.adjust(Duration.millis(wait))
         yield* run(breaker, fail)
       }
+    }))
+
+  it.effect("jitter is drawn from the Random service: a fixed source gives exact, different waits", () =>
+    Effect.gen(function*() {
+      const jittered = { ...base, consecutiveFailureThreshold: 1, waitDurationInOpen: "1 second",
+        waitDurationInOpenBackoff: "exponential", waitDurationInOpenJitter: true, maxWaitDurationInOpen: "1 hour" } as const
+      const fixed = (value: number): Random.Random => ({ nextDoubleUnsafe: () => value, nextIntUnsafe: () => 0 })
+      const waitsWith = (random: Random.Random) =>
+        Effect.gen(function*() {
+          const breaker = yield* CB.make("srv", jittered)
+          const waits: Array<number> = []
+          yield* run(breaker, fail)
+          for (let i = 0; i < 3; i++) {
+            const s = yield* breaker.status
+            waits.push(s.deadline - s.since)
+            yield* TestClock.adjust(Duration.millis(s.deadline - s.since))
+            yield* run(breaker, fail)
+          }
+          return waits
+        }).pipe(Effect.provideService(Random.Random, random))
+      // factor 0.8 + 0.4 × random: 0 → ×0.8, 0.5 → ×1.0, 0.75 → ×1.1
+      assert.deepStrictEqual(yield* waitsWith(fixed(0)), [800, 1600, 3200])
+      assert.deepStrictEqual(yield* waitsWith(fixed(0.5)), [1000, 2000, 4000])
+      assert.deepStrictEqual(yield* waitsWith(fixed(0.75)), [1100, 2200, 4400])
+      // without jitter the Random service is not consulted
+      const plain = yield* CB.make("srv", { ...jittered, waitDurationInOpenJitter: false }).pipe(
+        Effect.provideService(Random.Random, fixed(0))
+      )
+      yield* run(plain, fail)
+      const s = yield* plain.status
+      assert.strictEqual(s.deadline - s.since, 1000)
     }))
 
   it.effect("a custom Schedule drives the wait", () =>
