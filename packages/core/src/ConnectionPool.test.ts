@@ -5,9 +5,10 @@
  * `ConnectionPool.model.test.ts`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Metric, Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as ConnectionPool from "./ConnectionPool.ts"
+import { UnknownServerError } from "./ManagerErrors.ts"
 import type { McpConnection } from "./McpClient.ts"
 import { McpClosedError, McpConnectError } from "./McpError.ts"
 import type { ServerConfig } from "./ServerConfig.ts"
@@ -204,16 +205,24 @@ describe("ConnectionPool: borrowing", () => {
       assert.strictEqual(s.acquired, s.released)
     }).pipe(Effect.scoped))
 
-  it.effect("an unknown server fails with PoolUnknownServerError listing the known ones", () =>
+  it.effect("an unknown server fails with UnknownServerError listing the known ones", () =>
     Effect.gen(function*() {
       const { pool } = yield* setup()
       yield* pool.add("github", cfg)
       yield* pool.add("slack", cfg)
-      const e = yield* Effect.flip(pool.use("gitlab", () => Effect.void))
-      assert.strictEqual(e._tag, "PoolUnknownServerError")
-      if (e._tag === "PoolUnknownServerError") {
-        assert.strictEqual(e.server, "gitlab")
-        assert.deepStrictEqual(e.known, ["github", "slack"])
+      for (const e of [
+        yield* Effect.flip(pool.use("gitlab", () => Effect.void)),
+        yield* Effect.flip(Effect.scoped(pool.get("gitlab"))),
+        yield* Effect.flip(pool.stats("gitlab")),
+        yield* Effect.flip(pool.healthCheck("gitlab")),
+        yield* Effect.flip(pool.remove("gitlab"))
+      ]) {
+        assert.instanceOf(e, UnknownServerError)
+        if (e._tag === "UnknownServerError") {
+          assert.strictEqual(e.server, "gitlab")
+          assert.deepStrictEqual(e.available, ["github", "slack"])
+          assert.include(e.message, "gitlab")
+        }
       }
       assert.deepStrictEqual(yield* pool.list, ["github", "slack"])
     }).pipe(Effect.scoped))
@@ -262,33 +271,75 @@ describe("ConnectionPool: borrowing", () => {
       assert.include(e2.path, "lifetimeJitter")
     }).pipe(Effect.scoped))
 
+  it.effect("an unparseable duration fails with McpConfigError naming the field, never a defect", () =>
+    Effect.gen(function*() {
+      const e = yield* Effect.flip(ConnectionPool.make({ idleTimeout: "soon" as Duration.Input }))
+      assert.strictEqual(e._tag, "McpConfigError")
+      assert.strictEqual(e.path, "pool.idleTimeout")
+      const { pool } = yield* setup()
+      const e2 = yield* Effect.flip(pool.add("a", cfg, { acquireTimeout: "later" as Duration.Input }))
+      assert.strictEqual(e2.path, "servers.a.acquireTimeout")
+      const e3 = yield* Effect.flip(pool.add("a", cfg, { balance: "random" as "fill-first" }))
+      assert.strictEqual(e3.path, "servers.a.balance")
+      // nothing was added by the failed adds
+      assert.deepStrictEqual(yield* pool.list, [])
+      // and through the layer
+      const e4 = yield* Effect.flip(Layer.build(ConnectionPool.ConnectionPool.layer({ maxRequestsPerConnection: 0 })))
+      assert.strictEqual(e4.path, "pool.maxRequestsPerConnection")
+    }).pipe(Effect.scoped))
+
   it.effect("defaults follow the seed: 10 per server, 5 min lifetime, 2 min idle, 30 s acquire timeout", () =>
     Effect.sync(() => {
       const d = ConnectionPool.defaultConfig
+      const ms = (x: Duration.Duration | null) => (x === null ? null : Duration.toMillis(x))
       assert.strictEqual(d.maxConnections, 10)
       assert.strictEqual(d.minIdle, 0)
       assert.strictEqual(d.maxIdle, undefined)
+      assert.strictEqual(ms(d.maxLifetime), 300_000)
+      assert.strictEqual(d.lifetimeJitter, 0.1)
+      assert.strictEqual(ms(d.idleTimeout), 120_000)
+      assert.strictEqual(ms(d.acquireTimeout), 30_000)
       assert.strictEqual(d.maxRequestsPerConnection, 32)
+      assert.strictEqual(d.balance, "least-loaded")
+      assert.strictEqual(ms(d.pingAfterIdle), 30_000)
+      assert.strictEqual(ms(d.pingTimeout), 5_000)
+      assert.strictEqual(d.leakDetectionThreshold, null)
       assert.strictEqual(d.maxConcurrentConnects, 4)
-      assert.strictEqual(String(d.maxLifetime), String(ConnectionPool.defaultConfig.maxLifetime))
+      assert.strictEqual(ms(d.housekeepingInterval), 1_000)
+      // every field is pinned above (maxIdle is an optional key: absent)
+      assert.strictEqual(Object.keys(ConnectionPool.ConnectionPoolConfig.fields).length, 14)
+      assert.strictEqual(Object.keys(d).length, 13)
     }))
 })
 
 describe("ConnectionPool: seed defects (reference-behaviour.md)", () => {
   it.effect("defect 1: a second acquire does not overwrite the first; both sessions are tracked and closed", () =>
     Effect.gen(function*() {
-      const { pool, state } = yield* setup({ maxRequestsPerConnection: 1 })
-      yield* Effect.gen(function*() {
-        yield* pool.add("a", cfg)
+      const fakes = makeFakes()
+      const scope = yield* Scope.make()
+      const pool = yield* ConnectionPool.make({ pingAfterIdle: null, maxRequestsPerConnection: 1 }, { connect: fakes.connect }).pipe(
+        Scope.provide(scope)
+      )
+      yield* pool.add("a", cfg)
+      const [one, two] = yield* Effect.gen(function*() {
         const one = yield* pool.get("a")
         const two = yield* pool.get("a")
         assert.notStrictEqual(fakeId(one), fakeId(two))
         assert.strictEqual((yield* pool.stats("a")).total, 2)
+        return [one, two] as const
       }).pipe(Effect.scoped)
       const s = yield* pool.stats("a")
       assert.strictEqual(s.idle, 2)
       assert.strictEqual(s.leases, 0)
-    }).pipe(Effect.scoped, Effect.andThen(Effect.void)))
+      assert.strictEqual(fakes.state.closed, 0)
+      // closing the pool closes both, each exactly once
+      yield* Scope.close(scope, Exit.void)
+      assert.isFalse(one.isOpen())
+      assert.isFalse(two.isOpen())
+      assert.strictEqual(fakes.state.created, 2)
+      assert.strictEqual(fakes.state.closed, 2)
+      assert.strictEqual(fakes.state.live.size, 0)
+    }))
 
   it.effect("defect 2: the max is never exceeded under concurrency (no check-then-create race)", () =>
     Effect.gen(function*() {
@@ -315,22 +366,23 @@ describe("ConnectionPool: seed defects (reference-behaviour.md)", () => {
       assert.strictEqual(after.leases, 0)
     }).pipe(Effect.scoped))
 
-  it.effect("defect 3: a waiter interrupted at hand-off gives the session back (no leak)", () =>
+  it.effect("defect 3: a waiter interrupted right after it was woken for a session passes it on (no leak)", () =>
     Effect.gen(function*() {
       const { pool, state } = yield* setup({ maxConnections: 1, maxRequestsPerConnection: 1 })
       yield* pool.add("a", cfg)
       const held = yield* hold(pool, "a")
-      const waiter = yield* Effect.forkChild(pool.use("a", () => Effect.never))
+      const first = yield* Effect.forkChild(pool.use("a", () => Effect.never))
+      const second = yield* Effect.forkChild(pool.use("a", (c) => Effect.succeed(fakeId(c))))
       yield* settle
-      assert.strictEqual((yield* pool.stats("a")).pending, 1)
-      // Release hands the session to the waiter in the pool's state step; interrupt the waiter in the same
-      // synchronous step, before it runs, so it holds a session it will never use.
+      assert.strictEqual((yield* pool.stats("a")).pending, 2)
+      // The release wakes the first waiter; interrupt it in the same synchronous step, before it runs, so
+      // the wake must be passed on to the second waiter rather than lost with the first.
       yield* Effect.sync(() => {
         Effect.runSync(held.release)
-        assert.strictEqual(Effect.runSync(pool.stats("a")).leases, 1) // handed over
-        waiter.interruptUnsafe()
+        first.interruptUnsafe()
       })
-      yield* Fiber.await(waiter)
+      assert.strictEqual(yield* Fiber.join(second), fakeId(held.conn))
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(first)))
       const s = yield* pool.stats("a")
       assert.strictEqual(s.leases, 0)
       assert.strictEqual(s.pending, 0)
@@ -341,25 +393,44 @@ describe("ConnectionPool: seed defects (reference-behaviour.md)", () => {
       assert.strictEqual(state.created, 1)
     }).pipe(Effect.scoped))
 
-  it.effect("defect 3b: a waiter that times out at hand-off gives the session back", () =>
+  it.effect("defect 3b: a waiter whose timeout fires in the instant its session is released leaves no lease behind", () =>
     Effect.gen(function*() {
-      const { pool } = yield* setup({ maxConnections: 1, maxRequestsPerConnection: 1, acquireTimeout: "10 seconds" })
-      yield* pool.add("a", cfg)
-      const held = yield* hold(pool, "a")
-      // timeout and release fire in the same instant: the release lands while the timed-out wait is
-      // being torn down, so the session is handed to a waiter that is leaving
-      const waiter = yield* Effect.forkChild(Effect.exit(pool.use("a", () => Effect.void)))
-      yield* Effect.yieldNow
-      yield* Effect.forkChild(Effect.andThen(Effect.sleep("10 seconds"), held.release))
-      yield* Effect.yieldNow
-      yield* TestClock.adjust("10 seconds")
-      yield* Fiber.join(waiter)
-      yield* settle
-      // either outcome (served or timed out) is fine, but no lease may be stranded
-      const s = yield* pool.stats("a")
-      assert.strictEqual(s.pending, 0)
-      assert.strictEqual(s.leases, 0)
-      assert.strictEqual(s.idle, 1)
+      // Both orders of the two timers due at t = 10 s: the waiter's timeout first, or the release first.
+      const outcomes: Array<string> = []
+      for (const releaseFirst of [false, true]) {
+        const { pool } = yield* setup({ maxConnections: 1, maxRequestsPerConnection: 1, acquireTimeout: "10 seconds" })
+        const name = releaseFirst ? "release-first" : "timeout-first"
+        yield* pool.add(name, cfg)
+        const held = yield* hold(pool, name)
+        const release = Effect.andThen(Effect.sleep("10 seconds"), held.release)
+        if (releaseFirst) yield* Effect.forkChild(release)
+        yield* Effect.yieldNow
+        const waiter = yield* Effect.forkChild(Effect.exit(pool.use(name, () => Effect.succeed("served" as const))))
+        yield* settle
+        if (!releaseFirst) yield* Effect.forkChild(release)
+        yield* settle
+        const next = yield* Effect.forkChild(Effect.exit(pool.use(name, () => Effect.succeed("next" as const))))
+        yield* settle
+        assert.strictEqual((yield* pool.stats(name)).pending, 2)
+        yield* TestClock.adjust("10 seconds")
+        const exit = yield* Fiber.join(waiter)
+        outcomes.push(
+          `${name}: ${Exit.isSuccess(exit) ? exit.value : Cause.findErrorOption(exit.cause).pipe((e) => (e._tag === "Some" ? e.value._tag : "?"))}`
+        )
+        // whoever did not get the session, the next waiter is served by it: nothing is stranded
+        const nextExit = yield* Fiber.join(next)
+        assert.isTrue(Exit.isSuccess(nextExit) && nextExit.value === "next")
+        yield* settle
+        const s = yield* pool.stats(name)
+        assert.strictEqual(s.pending, 0)
+        assert.strictEqual(s.leases, 0)
+        assert.strictEqual(s.idle, 1)
+        assert.strictEqual(s.acquired, s.released)
+      }
+      // Effect's Pool never hands a session to a waiter (a woken waiter takes it itself), so a waiter that
+      // times out holds nothing. Timeout first: the waiter fails and the release serves the next waiter.
+      // Release first: the woken waiter runs before the timer of the same instant and is served.
+      assert.deepStrictEqual(outcomes, ["timeout-first: PoolTimeoutError", "release-first: served"])
     }).pipe(Effect.scoped))
 
   it.effect("defect 4: the acquire timeout is configurable and fails with a typed error naming the server", () =>
@@ -463,8 +534,10 @@ describe("ConnectionPool: lifetime and idle eviction (TestClock)", () => {
       const { pool, state } = yield* setup({ maxLifetime: "1 minute", lifetimeJitter: 0, idleTimeout: 0 })
       yield* pool.add("a", cfg)
       const held = yield* hold(pool, "a")
-      yield* TestClock.adjust("2 minutes")
-      assert.strictEqual(state.closed, 0)
+      // t = 90 s: expired at 60 s (Effect's Pool started its replacement then, which lives until 120 s)
+      yield* TestClock.adjust("90 seconds")
+      assert.isTrue(state.live.has(fakeId(held.conn)))
+      assert.isTrue(held.conn.isOpen())
       const other = yield* pool.use("a", (c) => Effect.succeed(fakeId(c)))
       assert.notStrictEqual(other, fakeId(held.conn))
       yield* held.release
@@ -620,7 +693,7 @@ describe("ConnectionPool: start-up, failures, remove and close", () => {
       assert.deepStrictEqual(yield* pool.list, ["b"])
       yield* held.release // releasing after remove is harmless
       const unknown = yield* Effect.flip(pool.use("a", () => Effect.void))
-      assert.strictEqual(unknown._tag, "PoolUnknownServerError")
+      assert.strictEqual(unknown._tag, "UnknownServerError")
       assert.strictEqual(state.created - state.closed, 1)
     }).pipe(Effect.scoped))
 

@@ -1,7 +1,8 @@
 /**
- * `ConnectionPool`: a keyed pool of live MCP sessions ({@link McpConnection}s), one sub-pool per server.
+ * `ConnectionPool`: a keyed pool of live MCP sessions ({@link McpConnection}s). Each server gets its own
+ * Effect `Pool` (`Pool.makeWithStrategy`); this module adds what a pool of child processes needs around it.
  * Spawning and initializing a stdio server costs hundreds of milliseconds; borrowing a warm session costs
- * microseconds.
+ * well under a microsecond of Keel's own time.
  *
  * ```ts
  * import { Effect } from "effect"
@@ -27,7 +28,7 @@
  * | `pool.Release(conn, name)`       | automatic: closing the scope of `get`, or the end of `use`             |
  * | `pool.GetMetrics()`              | `pool.stats(name)`, and the `keel_pool_*` metrics (`metrics`)          |
  * | `MaxOpenConns` (10)              | `maxConnections` (10)                                                  |
- * | `MaxIdleConns` (5)               | `maxIdle` (a cap on idle sessions, as in Go; default: none), and `minIdle` (a floor kept warm, HikariCP's `minimumIdle`; default 0) |
+ * | `MaxIdleConns` (5)               | `maxIdle` (a cap on idle sessions, as in Go; default: none), and `minIdle` (sessions kept warm; default 0) |
  * | `ConnMaxLifetime` (5 min)        | `maxLifetime` (5 min), staggered by `lifetimeJitter` (10 %)             |
  * | `ConnMaxIdleTime` (2 min)        | `idleTimeout` (2 min)                                                  |
  * | hard-coded 30 s wait             | `acquireTimeout` (30 s) → typed {@link PoolTimeoutError}               |
@@ -35,73 +36,126 @@
  * ## Semantics
  *
  * - **Multiplexing.** One MCP session carries many concurrent JSON-RPC requests, so a session is lent to up
- *   to `maxRequestsPerConnection` borrowers at once (Effect `Pool`'s `concurrency`). A borrow goes to the
- *   least-loaded open session; a new one is started only when every session is at that limit, and never
- *   beyond `maxConnections` (sessions being started and sessions draining count towards it).
- * - **Fairness.** Waiters are served first come, first served; a new borrower never overtakes a waiter.
- *   A session is handed to a waiter inside the pool's own state step, and a waiter that is interrupted or
- *   times out at that moment gives it back, so a hand-off never leaks a session.
+ *   to `maxRequestsPerConnection` borrowers at once (the `Pool`'s `concurrency`). A new session is started
+ *   only when every session is at that limit (the `Pool`'s target size), never beyond `maxConnections`.
+ * - **Balance.** `balance: "least-loaded"` (the default) lends the open session with the fewest borrowers;
+ *   `"fill-first"` is Effect `Pool`'s own order (the most recently returned session first, filled up to
+ *   `concurrency` before the next). See "Least-loaded, measured" below.
+ * - **Fairness.** Waiters are served first come, first served (the `Pool`'s waiter list); a new borrower never
+ *   overtakes a waiter. A waiter woken for a session that is interrupted or times out passes the wake on.
  * - **Health.** A session whose child died or whose HTTP session broke (`isOpen()` false) is never handed
- *   out: it is destroyed when seen (a watcher per session sees it at once) and replaced on demand. After
- *   `pingAfterIdle` without use, a borrow pings the session first and replaces it if the ping fails.
+ *   out: it is invalidated when seen (a watcher per session sees a close at once) and its child is ended at
+ *   once, even if it is still lent. After `pingAfterIdle` without use, a borrow pings the session first and
+ *   invalidates it and borrows again if the ping fails.
  * - **Lifetime.** Each session's lifetime is `maxLifetime` minus a random share of up to `lifetimeJitter`
- *   of it, so sessions created together do not all expire together. An expired session is not handed out
- *   again; it is closed as soon as its last borrower returns it. Idle sessions above `minIdle` are closed
- *   after `idleTimeout`. A housekeeping fiber applies both every `housekeepingInterval` and tops the pool
- *   up to `minIdle` (which also paces retries against a server that fails to start).
- * - **Start-up stampede.** At most `maxConcurrentConnects` sessions are being started at once across all
- *   servers (a semaphore around connect), so 95 servers do not spawn 95 children at once.
- * - **Failures.** A failed connect fails the oldest waiter with its `McpConnectError`, and every waiter if
- *   the server has no session and no other connect under way, so callers hear about a broken server at
- *   once instead of at their timeout.
- * - **Close.** Closing the pool (its scope), or `remove(name)` for one server, wakes every waiter with
+ *   of it, so sessions created together do not all expire together. An expired session is not lent again;
+ *   it is closed as soon as its last borrower returns it. Idle sessions above `minIdle` are closed after
+ *   `idleTimeout`. Both are one `Pool.Strategy` that sweeps every `housekeepingInterval`.
+ * - **Child cap.** A session holds one of `maxConnections` per-server permits from before it connects until
+ *   its child has exited, so live children never exceed `maxConnections`, also while an invalidated session
+ *   is still lent and its replacement is wanted, and while a replaced config drains.
+ * - **Start-up stampede.** At most `maxConcurrentConnects` sessions connect at once across all servers.
+ * - **Failures.** A failed connect fails a waiting borrower with its `McpConnectError` (the `Pool` hands each
+ *   failure to one waiter and wakes the rest, who try again), so callers hear about a broken server at once
+ *   instead of at their timeout.
+ * - **Close.** Closing the pool (its scope), or `remove(name)`, fails every waiter with
  *   {@link PoolClosedError}, interrupts connects under way, and closes every session, busy or not, ending
  *   each child process before it returns.
  *
- * ## Why not Effect's `Pool` (in an `RcMap`)
+ * ## On Effect's `Pool`: what it does here, and the wrappers around it
  *
- * Effect 4's `Pool` was the first choice; this module keeps its semantics (scoped leases, `concurrency`,
- * invalidation, waiters woken in order) but owns its state, because `Pool` cannot express: a minimum of
- * *idle* sessions (its `min` is a minimum total size); a maximum lifetime *and* an idle timeout together
- * (one TTL strategy per pool) with per-session jitter; a typed error for waiters at shutdown (they are
- * interrupted); knowing whether a borrow waited (for a wait-time histogram that records only real waits,
- * unlike the seed); a health check before hand-out; and replacing a server's config in place. Servers are
- * added and removed explicitly, so a plain `Map` replaces `RcMap`'s reference counting.
+ * Each server's sessions live in a `Pool.makeWithStrategy` pool: it owns the items, their reference counts,
+ * the waiter list, invalidation, the target size and the lease bookkeeping of `Pool.use` / `Pool.get`. Its
+ * `min` is `minIdle`, its `max` is `maxConnections`, its `concurrency` is `maxRequestsPerConnection`. The
+ * strategy sees every `PoolItem` (`refCount`, `idleSince`), so one sweep applies the jittered lifetime and
+ * the idle timeout. What `Pool` does not do, and the small wrapper that does it:
  *
- * Metrics are callback series read from the pool's own counters at scrape time (as in `KeyedCache`), so
- * a warm borrow costs a few integer increments and no metric update.
+ * - **A typed error at shutdown.** `Pool` interrupts its waiters when it shuts down; a borrow whose pool shut
+ *   down because the server was removed (or the pool closed) fails with {@link PoolClosedError} instead, and
+ *   one whose pool was replaced by a new config borrows again from the new one.
+ * - **Health before hand-out.** The warm path checks the session it is about to lend (`isOpen`, lifetime,
+ *   idle age); anything else takes the slow path: `Pool.get`, check or ping, `Pool.invalidate` and retry.
+ * - **Did the borrow wait?** A borrow waits only if `state.waiters` is not empty or no session is available;
+ *   that is read before borrowing, so the wait histogram records real waits only, and `acquireTimeout`
+ *   (`Effect.timeoutOrElse`, ~0.7 µs) is paid only by borrows that may wait.
+ * - **Replacing a config.** `add` with a known name builds a new `Pool` and shuts the old one down; its
+ *   sessions drain (busy ones close when returned).
+ * - **The child cap.** `Pool` starts the replacement of an invalidated item while the old one may still be
+ *   lent, so its item count can briefly pass `max`; the per-server permit (above) keeps the number of child
+ *   processes at `maxConnections`: the replacement's connect waits for the old child to exit.
+ * - **Closing busy sessions.** `Pool`'s shutdown waits for busy leases; Keel's `remove` and close end every
+ *   child at once (a caller mid-call sees its call fail), then let the `Pool`'s shutdown finish in the
+ *   background when the last borrower returns.
+ * - **`minIdle`** is the `Pool`'s `min`, a floor on open sessions (all idle when there is no traffic); the
+ *   idle-timeout sweep never takes the idle count below it. Unlike the former pool it does not start extra
+ *   sessions to keep `minIdle` idle while others are busy. A warm-up connect that fails is retried by the
+ *   next borrow, not by the sweep (a failed `Pool` item can only be dropped by a borrow).
+ * - **Least-loaded.** `Pool` lends its most recently returned item; with `balance: "least-loaded"` the warm
+ *   path moves the least-loaded available item to the head of the `Pool`'s available list (the list is part
+ *   of `Pool.State`) before `Pool.use` takes it.
+ *
+ * Servers are added and removed explicitly, so a `Map` of server state replaces an `RcMap`.
+ *
+ * Measured in one process (Node 22, a shared 2-core machine, `bench/connection-pool.bench.ts`): a warm
+ * `pool.use` (acquire + release) costs about 0.5–0.7 µs here against 0.4–0.5 µs for a bare `Pool.use`; see
+ * the benchmark's output for the figures of a run.
+ *
+ * ## Least-loaded, measured
+ *
+ * `bench/connection-pool.bench.ts` runs the demo server's `work` tool (it burns N ms of the server's CPU per
+ * call) through 4 warm sessions with 1–32 concurrent callers. With fill-first every caller lands on the same
+ * session (one child process, one core) until it holds `maxRequestsPerConnection` borrowers, so CPU-bound
+ * calls queue behind each other in one child; least-loaded spreads them over the children. See the
+ * benchmark's table for the figures; least-loaded is the default because of them.
+ *
+ * Metrics are callback series read from the pool's state at scrape time (as in `KeyedCache`), so a warm
+ * borrow costs a few field reads and one integer increment, and no metric update.
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Metric, Schema, Scope, Semaphore } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Metric, Pool, Schema, Scope, Semaphore } from "effect"
+import * as ConfigSchema from "./ConfigSchema.ts"
+import type { McpConfigError } from "./ConfigSchema.ts"
+import { UnknownServerError } from "./ManagerErrors.ts"
 import { type ConnectOptions, McpClient, type McpConnection } from "./McpClient.ts"
 import { McpConnectError } from "./McpError.ts"
-import { configError, type McpConfigError, type ServerConfig } from "./ServerConfig.ts"
+import type { ServerConfig } from "./ServerConfig.ts"
+import { SessionHooks, type SessionHooksShape } from "./SessionHooks.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // Config
 // ---------------------------------------------------------------------------------------------------------
 
-const millis = (ms: number) => Schema.DurationFromMillis.pipe(Schema.withDecodingDefaultKey(Effect.succeed(ms)))
-const int = (min: number, def: number) =>
-  Schema.Int.check(Schema.isGreaterThanOrEqualTo(min)).pipe(Schema.withDecodingDefaultKey(Effect.succeed(def)))
+/** A share in `[0, 1]` (0 allowed, unlike `ConfigSchema.Fraction`), `defaultValue` when missing. */
+const Share = (defaultValue: number) =>
+  ConfigSchema.withDefault(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 1 })), defaultValue)
+
+/**
+ * How a borrow picks among sessions with a free slot: `least-loaded` (fewest borrowers) or `fill-first`
+ * (Effect `Pool`'s order: the most recently returned session, filled before the next).
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const Balance = Schema.Literals(["least-loaded", "fill-first"])
 
 /**
  * Per-server pool settings (each can be overridden per server in {@link ConnectionPoolShape.add}):
  *
- * | field                      | default | meaning                                                                 |
- * | -------------------------- | ------- | ----------------------------------------------------------------------- |
- * | `maxConnections`           | 10      | sessions per server, open or starting (seed `MaxOpenConns`)              |
- * | `minIdle`                  | 0       | idle sessions kept warm (HikariCP `minimumIdle`)                         |
- * | `maxIdle`                  | none    | idle sessions kept on release; more are closed (seed `MaxIdleConns`)     |
- * | `maxLifetime`              | 5 min   | a session's age limit; 0 = none (seed `ConnMaxLifetime`)                 |
- * | `lifetimeJitter`           | 0.1     | up to this share of `maxLifetime` is taken off each session, at random   |
- * | `idleTimeout`              | 2 min   | idle sessions above `minIdle` are closed after this; 0 = never (seed `ConnMaxIdleTime`) |
- * | `acquireTimeout`           | 30 s    | longest wait for a session → {@link PoolTimeoutError}                    |
- * | `maxRequestsPerConnection` | 32      | borrowers sharing one session at once (MCP multiplexes requests)         |
- * | `pingAfterIdle`            | 30 s    | ping a session on borrow once it has been idle this long; `null` = never |
- * | `pingTimeout`              | 5 s     | how long that ping may take                                              |
- * | `leakDetectionThreshold`   | `null`  | warn (log + `suspectedLeaks`) when a `get` lease is held longer; `null` = off |
+ * | field                      | default        | meaning                                                          |
+ * | -------------------------- | -------------- | ---------------------------------------------------------------- |
+ * | `maxConnections`           | 10             | sessions per server, open or starting; live child processes never exceed it (seed `MaxOpenConns`) |
+ * | `minIdle`                  | 0              | sessions kept open when idle (the `Pool`'s `min`)                 |
+ * | `maxIdle`                  | none           | idle sessions kept on release; more are closed (seed `MaxIdleConns`) |
+ * | `maxLifetime`              | 5 min          | a session's age limit; 0 = none (seed `ConnMaxLifetime`)          |
+ * | `lifetimeJitter`           | 0.1            | up to this share of `maxLifetime` is taken off each session, at random |
+ * | `idleTimeout`              | 2 min          | idle sessions above `minIdle` are closed after this; 0 = never (seed `ConnMaxIdleTime`) |
+ * | `acquireTimeout`           | 30 s           | longest wait for a session → {@link PoolTimeoutError}             |
+ * | `maxRequestsPerConnection` | 32             | borrowers sharing one session at once (MCP multiplexes requests)  |
+ * | `balance`                  | `least-loaded` | which session a borrow gets ({@link Balance})                     |
+ * | `pingAfterIdle`            | 30 s           | ping a session on borrow once it has been idle this long; `null` = never |
+ * | `pingTimeout`              | 5 s            | how long that ping may take                                       |
+ * | `leakDetectionThreshold`   | `null`         | warn (log + `suspectedLeaks`) when a `get` lease is held longer; `null` = off |
  *
  * Durations are encoded as milliseconds.
  *
@@ -109,19 +163,18 @@ const int = (min: number, def: number) =>
  * @category config
  */
 export const PoolSettings = Schema.Struct({
-  maxConnections: int(1, 10),
-  minIdle: int(0, 0),
+  maxConnections: ConfigSchema.IntAtLeast(1, 10),
+  minIdle: ConfigSchema.IntAtLeast(0, 0),
   maxIdle: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
-  maxLifetime: millis(300_000),
-  lifetimeJitter: Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 1 })).pipe(
-    Schema.withDecodingDefaultKey(Effect.succeed(0.1))
-  ),
-  idleTimeout: millis(120_000),
-  acquireTimeout: millis(30_000),
-  maxRequestsPerConnection: int(1, 32),
-  pingAfterIdle: Schema.NullOr(Schema.DurationFromMillis).pipe(Schema.withDecodingDefaultKey(Effect.succeed(30_000))),
-  pingTimeout: millis(5_000),
-  leakDetectionThreshold: Schema.NullOr(Schema.DurationFromMillis).pipe(Schema.withDecodingDefaultKey(Effect.succeed(null)))
+  maxLifetime: ConfigSchema.Millis(300_000),
+  lifetimeJitter: Share(0.1),
+  idleTimeout: ConfigSchema.Millis(120_000),
+  acquireTimeout: ConfigSchema.Millis(30_000),
+  maxRequestsPerConnection: ConfigSchema.IntAtLeast(1, 32),
+  balance: ConfigSchema.withDefault(Balance, "least-loaded"),
+  pingAfterIdle: ConfigSchema.NullableMillis(30_000),
+  pingTimeout: ConfigSchema.Millis(5_000),
+  leakDetectionThreshold: ConfigSchema.NullableMillis(null)
 })
 
 /** The decoded per-server settings. @since 0.1.0 @category config */
@@ -132,16 +185,16 @@ export type PoolSettings = typeof PoolSettings.Type
  *
  * | field                   | default | meaning                                                           |
  * | ----------------------- | ------- | ----------------------------------------------------------------- |
- * | `maxConcurrentConnects` | 4       | sessions being started at once, across all servers                |
- * | `housekeepingInterval`  | 1 s     | how often lifetime, idle timeout, health and `minIdle` are applied |
+ * | `maxConcurrentConnects` | 4       | sessions being connected at once, across all servers              |
+ * | `housekeepingInterval`  | 1 s     | how often lifetime, idle timeout, health and leaks are checked     |
  *
  * @since 0.1.0
  * @category config
  */
 export const ConnectionPoolConfig = Schema.Struct({
   ...PoolSettings.fields,
-  maxConcurrentConnects: int(1, 4),
-  housekeepingInterval: millis(1_000)
+  maxConcurrentConnects: ConfigSchema.IntAtLeast(1, 4),
+  housekeepingInterval: ConfigSchema.Millis(1_000)
 })
 
 /** The decoded pool config. @since 0.1.0 @category config */
@@ -150,14 +203,17 @@ export type ConnectionPoolConfig = typeof ConnectionPoolConfig.Type
 /** Every default applied. @since 0.1.0 @category config */
 export const defaultConfig: ConnectionPoolConfig = Schema.decodeUnknownSync(ConnectionPoolConfig)({})
 
-type DurationKey =
-  | "maxLifetime"
-  | "idleTimeout"
-  | "acquireTimeout"
-  | "pingAfterIdle"
-  | "pingTimeout"
-  | "leakDetectionThreshold"
-  | "housekeepingInterval"
+const DURATION_KEYS = [
+  "maxLifetime",
+  "idleTimeout",
+  "acquireTimeout",
+  "pingAfterIdle",
+  "pingTimeout",
+  "leakDetectionThreshold",
+  "housekeepingInterval"
+] as const
+
+type DurationKey = (typeof DURATION_KEYS)[number]
 
 type Loosen<T> = {
   readonly [K in keyof T]?: K extends DurationKey ? (null extends T[K] ? Duration.Input | null : Duration.Input)
@@ -181,34 +237,15 @@ export type PoolSettingsInput = Loosen<typeof PoolSettings.Encoded>
  */
 export type ConnectionPoolConfigInput = Loosen<typeof ConnectionPoolConfig.Encoded>
 
-const DURATION_KEYS: ReadonlySet<string> = new Set<DurationKey>([
-  "maxLifetime",
-  "idleTimeout",
-  "acquireTimeout",
-  "pingAfterIdle",
-  "pingTimeout",
-  "leakDetectionThreshold",
-  "housekeepingInterval"
-])
-
-/** Durations given as `Duration.Input` become milliseconds, the Schema's encoded form. */
-const normalize = (input: object): Record<string, unknown> => {
-  const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(input)) {
-    if (v === undefined) continue
-    out[k] = DURATION_KEYS.has(k) && v !== null && typeof v !== "number"
-      ? Duration.toMillis(Duration.fromInputUnsafe(v as Duration.Input))
-      : v
-  }
-  return out
-}
+const decodeConfig = ConfigSchema.decodeSettings(ConnectionPoolConfig, "pool", DURATION_KEYS)
+const decodeSettings = ConfigSchema.decodeSettings(PoolSettings, "servers", DURATION_KEYS)
 
 // ---------------------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * No session of `server` became available within `acquireTimeout`. Carries the sub-pool's state at that
+ * No session of `server` became available within `acquireTimeout`. Carries the server's pool state at that
  * moment, for diagnosis (as HikariCP's "request timed out ... (total=, active=, idle=, waiting=)").
  *
  * @since 0.1.0
@@ -235,25 +272,14 @@ export class PoolClosedError extends Schema.TaggedError<PoolClosedError>()("Pool
 }) {}
 
 /**
- * `server` is not in the pool; `known` lists the servers that are.
+ * What borrowing a session can fail with: a timeout, a closed pool, an unknown server
+ * (`UnknownServerError`, the same error the manager uses), or the server failing to start
+ * (`McpConnectError`).
  *
  * @since 0.1.0
  * @category errors
  */
-export class PoolUnknownServerError extends Schema.TaggedError<PoolUnknownServerError>()("PoolUnknownServerError", {
-  server: Schema.String,
-  known: Schema.Array(Schema.String),
-  message: Schema.String
-}) {}
-
-/**
- * What borrowing a session can fail with: a timeout, a closed pool, an unknown server, or the server
- * failing to start (`McpConnectError`).
- *
- * @since 0.1.0
- * @category errors
- */
-export type PoolError = PoolTimeoutError | PoolClosedError | PoolUnknownServerError | McpConnectError
+export type PoolError = PoolTimeoutError | PoolClosedError | UnknownServerError | McpConnectError
 
 // ---------------------------------------------------------------------------------------------------------
 // Metrics
@@ -359,7 +385,8 @@ export interface PoolStats {
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * How the pool opens a session; `McpClient.connect` unless replaced (tests inject fakes).
+ * How the pool opens a session; `McpClient.connect` unless replaced (tests inject fakes). `options` are the
+ * {@link SessionHooks}' `connectOptions` for the server.
  *
  * @since 0.1.0
  * @category models
@@ -371,15 +398,14 @@ export type Connect = (
 ) => Effect.Effect<McpConnection, McpConnectError, Scope.Scope>
 
 /**
- * Options of {@link make} that are not data: `connect` (default `McpClient.connect`) and the
- * `connectOptions` passed to it for every session.
+ * Options of {@link make} that are not data: `connect` (default `McpClient.connect`). What the pool does with
+ * each session beyond opening it (connect options, watchers) comes from the {@link SessionHooks} service.
  *
  * @since 0.1.0
  * @category config
  */
 export interface MakeOptions {
   readonly connect?: Connect | undefined
-  readonly connectOptions?: ConnectOptions | undefined
 }
 
 /**
@@ -397,8 +423,8 @@ export interface ConnectionPoolShape {
    * new config.
    */
   readonly add: (name: string, server: ServerConfig, overrides?: PoolSettingsInput) => Effect.Effect<void, McpConfigError>
-  /** Removes a server: its waiters get {@link PoolClosedError}; returns once its sessions are closed. */
-  readonly remove: (name: string) => Effect.Effect<void, PoolUnknownServerError>
+  /** Removes a server: its waiters get {@link PoolClosedError}; returns once its children have exited. */
+  readonly remove: (name: string) => Effect.Effect<void, UnknownServerError>
   /** The servers in the pool, in the order added. */
   readonly list: Effect.Effect<ReadonlyArray<string>>
   /** Borrows a session of `server` for the rest of the current scope (seed `Acquire`; release = scope end). */
@@ -414,7 +440,7 @@ export interface ConnectionPoolShape {
    */
   readonly invalidate: (server: string, connection: McpConnection) => Effect.Effect<void>
   /** A plain read of one server's counters and gauges. */
-  readonly stats: (server: string) => Effect.Effect<PoolStats, PoolUnknownServerError>
+  readonly stats: (server: string) => Effect.Effect<PoolStats, UnknownServerError>
   /** Every server's stats, in the order added. */
   readonly statsAll: Effect.Effect<ReadonlyArray<PoolStats>>
   /**
@@ -422,13 +448,14 @@ export interface ConnectionPoolShape {
    * does not keep sessions from their idle timeout) and no session is started. A session that fails its
    * ping is retired (`destroyed.ping`). Returns how many answered and how many were pinged.
    */
-  readonly healthCheck: (server: string) => Effect.Effect<{ readonly ok: number; readonly checked: number }, PoolUnknownServerError>
+  readonly healthCheck: (server: string) => Effect.Effect<{ readonly ok: number; readonly checked: number }, UnknownServerError>
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Internal state
 // ---------------------------------------------------------------------------------------------------------
 
+/** One server's settings in the units the hot path compares with (ms; `Infinity` = never). */
 interface Resolved {
   readonly max: number
   readonly minIdle: number
@@ -438,6 +465,7 @@ interface Resolved {
   readonly idleMs: number
   readonly acquireTimeoutMs: number
   readonly concurrency: number
+  readonly leastLoaded: boolean
   readonly pingAfterMs: number
   readonly pingTimeoutMs: number
   readonly leakMs: number
@@ -455,45 +483,57 @@ const resolve = (s: PoolSettings): Resolved => {
     idleMs: orNever(ms(s.idleTimeout)),
     acquireTimeoutMs: ms(s.acquireTimeout),
     concurrency: s.maxRequestsPerConnection,
+    leastLoaded: s.balance === "least-loaded",
     pingAfterMs: s.pingAfterIdle === null ? Infinity : ms(s.pingAfterIdle),
     pingTimeoutMs: ms(s.pingTimeout),
     leakMs: s.leakDetectionThreshold === null ? Infinity : ms(s.leakDetectionThreshold)
   }
 }
 
-interface Conn {
+/** A pooled session: the `Pool`'s item value. */
+interface Session {
   readonly connection: McpConnection
+  /** Owns the connection and the per-server permit; closed once (see {@link startClose}). */
   readonly scope: Scope.Closeable
-  readonly generation: number
+  readonly generation: Generation
   readonly expiresAt: number
-  idleSince: number
-  inUse: number
-  /** Not lent again; closed when `inUse` reaches 0. */
+  /** The `Pool`'s record of this session (reference count, idle time), set when the `Pool` takes it. */
+  item: Item | undefined
+  /** Not lent again: invalidated in its `Pool`, for this reason. */
   retiring: DestroyReason | undefined
-  /** No longer in `sub.conns`; its scope is closing or closed. */
-  destroyed: boolean
+  /** The fiber closing `scope`, once closing has begun. */
+  closing: Fiber.Fiber<void> | undefined
 }
 
-interface Waiter {
-  conn: Conn | undefined
-  error: PoolError | undefined
-  resume: ((effect: Effect.Effect<Conn, PoolError>) => void) | undefined
+type Item = Pool.PoolItem<Session, McpConnectError>
+
+/** One Effect `Pool` of a server, built for one config; `add` with the same name makes the next one. */
+interface Generation {
+  pool: Pool.Pool<Session, McpConnectError>
+  /** The `Pool`'s scope: closing it shuts the `Pool` down. */
+  readonly scope: Scope.Closeable
+  readonly config: ServerConfig
+  readonly r: Resolved
 }
 
-interface Sub {
+/** One server's state, across its generations. */
+interface ServerState {
   readonly name: string
-  config: ServerConfig
-  r: Resolved
-  generation: number
-  readonly conns: Set<Conn>
-  starting: number
-  readonly waiters: Set<Waiter>
-  readonly creating: Set<Fiber.Fiber<unknown, unknown>>
+  /** The generation borrows go to. */
+  current: Generation
+  /** Every generation whose `Pool` has not been shut down (the current one, and ones being replaced). */
+  readonly generations: Set<Generation>
+  /** Sessions open (connected, not yet closing), of every generation. */
+  readonly sessions: Set<Session>
+  /** `maxConnections` permits: one per session from before its connect until its child exited. */
+  readonly permits: Semaphore.Semaphore
+  /** Fibers connecting a session now (interrupted by close). */
+  readonly connecting: Set<Fiber.Fiber<unknown, unknown>>
+  /** Fibers closing a session now (awaited by close). */
   readonly closing: Set<Fiber.Fiber<unknown, unknown>>
-  removed: boolean
-  leases: number
+  closed: boolean
+  starting: number
   acquired: number
-  released: number
   created: number
   readonly destroyed: Record<DestroyReason, number>
   timeouts: number
@@ -506,9 +546,28 @@ interface Sub {
   readonly waitHistogram: Metric.Metric<number, unknown>
 }
 
-const noop = (): void => {}
+/** The whole pool's state: the record every step below reads and changes. */
+interface PoolState {
+  readonly config: ConnectionPoolConfig
+  /** The pool-level settings as given (milliseconds), under each server's overrides. */
+  readonly base: Record<string, unknown>
+  readonly connect: Connect
+  readonly hooks: SessionHooksShape
+  readonly context: Context.Context<never>
+  readonly clock: Clock.Clock
+  readonly run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
+  readonly connectPermits: Semaphore.Semaphore
+  readonly servers: Map<string, ServerState>
+  closed: boolean
+}
 
-type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+/** A borrow of the slow path: the session, and the scope whose closing gives it back. */
+interface Lease {
+  readonly session: Session
+  readonly scope: Scope.Closeable
+}
+
+const now = (p: PoolState): number => p.clock.currentTimeMillisUnsafe()
 
 const toConnectError = (name: string, cause: Cause.Cause<unknown>): McpConnectError => {
   const found = Cause.findErrorOption(cause)
@@ -516,13 +575,646 @@ const toConnectError = (name: string, cause: Cause.Cause<unknown>): McpConnectEr
   return new McpConnectError({ server: name, message: `could not connect to ${name}: ${String(Cause.squash(cause))}`, stderrTail: "" })
 }
 
+const unknownServer = (p: PoolState, server: string) => {
+  const available = Array.from(p.servers.keys())
+  return Effect.fail(
+    new UnknownServerError({
+      server,
+      available,
+      message: `unknown MCP server "${server}"; known servers: ${available.join(", ") || "(none)"}`
+    })
+  )
+}
+
+const closedError = (p: PoolState, s: ServerState) =>
+  new PoolClosedError({
+    server: s.name,
+    message: p.closed ? `the connection pool is closed (server ${s.name})` : `server ${s.name} was removed from the pool`
+  })
+
+// ---------------------------------------------------------------------------------------------------------
+// Reading a server's state
+// ---------------------------------------------------------------------------------------------------------
+
+const counts = (s: ServerState) => {
+  let active = 0
+  let idle = 0
+  let leases = 0
+  let pending = 0
+  for (const g of s.generations) {
+    pending += g.pool.state.waiters.size
+    for (const item of g.pool.state.items) {
+      if (item.exit._tag !== "Success") continue
+      leases += item.refCount
+      if (item.refCount > 0) active++
+      else if (item.exit.value.retiring === undefined) idle++
+    }
+  }
+  return { active, idle, leases, pending }
+}
+
+const idleIn = (g: Generation): number => {
+  let n = 0
+  for (const item of g.pool.state.items) {
+    if (item.exit._tag === "Success" && item.refCount === 0 && item.exit.value.retiring === undefined) n++
+  }
+  return n
+}
+
+const statsOf = (s: ServerState): PoolStats => {
+  const c = counts(s)
+  return {
+    server: s.name,
+    total: s.sessions.size,
+    active: c.active,
+    idle: c.idle,
+    starting: s.starting,
+    pending: c.pending,
+    leases: c.leases,
+    maxConnections: s.current.r.max,
+    acquired: s.acquired,
+    released: s.acquired - c.leases,
+    created: s.created,
+    destroyed: { ...s.destroyed },
+    timeouts: s.timeouts,
+    waits: s.waits,
+    connectFailures: s.connectFailures,
+    suspectedLeaks: s.suspectedLeaks
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sessions: open, retire, close
+// ---------------------------------------------------------------------------------------------------------
+
+const track = (set: Set<Fiber.Fiber<unknown, unknown>>, fiber: Fiber.Fiber<unknown, unknown>) => {
+  set.add(fiber)
+  fiber.addObserver(() => set.delete(fiber))
+}
+
+/** Starts closing a session (once): it stops counting as open now, its child is ended in the background. */
+const startClose = (p: PoolState, s: ServerState, session: Session): Fiber.Fiber<void> => {
+  if (session.closing === undefined) {
+    s.sessions.delete(session)
+    session.closing = p.run(Effect.uninterruptible(Scope.close(session.scope, Exit.void)))
+    track(s.closing, session.closing)
+  }
+  return session.closing
+}
+
+/** Closes a session and waits until its child has exited. */
+const closeSession = (p: PoolState, s: ServerState, session: Session): Effect.Effect<void> =>
+  Effect.suspend(() => Effect.asVoid(Fiber.await(startClose(p, s, session))))
+
+/**
+ * Stops lending a session: `Pool.invalidate` (synchronous: it leaves the available list at once; an idle
+ * session is closed now, a lent one when its last borrower returns it). A broken session's child is gone,
+ * so its scope is closed at once, lent or not, and its permit freed for the replacement.
+ */
+const retire = (p: PoolState, s: ServerState, session: Session, reason: DestroyReason): void => {
+  if (session.retiring !== undefined) return
+  session.retiring = reason
+  s.destroyed[reason]++
+  p.run(Pool.invalidate(session.generation.pool, session))
+  if (reason === "broken") startClose(p, s, session)
+}
+
+/** The Effect `Pool`'s `acquire`: a permit of the server, a connect slot, the connection, the hooks. */
+const openSession = (p: PoolState, s: ServerState, g: Generation): Effect.Effect<Session, McpConnectError, Scope.Scope> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      const itemScope = yield* Effect.scope
+      yield* restore(s.permits.take(1))
+      const scope = Scope.makeUnsafe()
+      // Finalizers run last-in first-out: the permit is freed after everything else, once the child exited.
+      yield* Scope.addFinalizer(scope, s.permits.release(1))
+      if (s.closed || !s.generations.has(g)) {
+        yield* Scope.close(scope, Exit.void)
+        return yield* Effect.interrupt
+      }
+      s.starting++
+      const fiber = yield* Effect.fiber
+      s.connecting.add(fiber)
+      const exit = yield* Effect.exit(restore(p.connectPermits.withPermits(1)(
+        Scope.provide(p.connect(s.name, g.config, p.hooks.connectOptions(s.name)), scope)
+      )))
+      s.starting--
+      s.connecting.delete(fiber)
+      if (exit._tag === "Failure") {
+        yield* Scope.close(scope, exit)
+        if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
+        s.connectFailures++
+        return yield* Effect.fail(toConnectError(s.name, exit.cause))
+      }
+      const connection = exit.value
+      const r = g.r
+      const session: Session = {
+        connection,
+        scope,
+        generation: g,
+        expiresAt: now(p) + r.lifetimeMs * (1 - r.jitter * Math.random()),
+        item: undefined,
+        retiring: undefined,
+        closing: undefined
+      }
+      s.sessions.add(session)
+      s.created++
+      yield* Scope.provide(p.hooks.onSession(s.name, g.config, connection), scope)
+      // Watch for the session closing by itself (child died, HTTP session broke), to replace it at once.
+      yield* Effect.forkIn(Effect.flatMap(connection.closed, () => Effect.sync(() => retire(p, s, session, "broken"))), scope)
+      yield* Scope.addFinalizer(itemScope, closeSession(p, s, session))
+      return session
+    })
+  )
+
+// ---------------------------------------------------------------------------------------------------------
+// The strategy: jittered lifetime + idle timeout + health, one sweep per housekeeping interval
+// ---------------------------------------------------------------------------------------------------------
+
+/** Retires dead, expired and (above `minIdle`) long-idle sessions of one generation. */
+const sweep = (p: PoolState, s: ServerState, g: Generation): void => {
+  const t = now(p)
+  const r = g.r
+  let idle = idleIn(g)
+  for (const item of Array.from(g.pool.state.items)) {
+    if (item.exit._tag !== "Success") continue
+    const session = item.exit.value
+    if (session.retiring !== undefined) continue
+    const isIdle = item.refCount === 0
+    if (!session.connection.isOpen()) retire(p, s, session, "broken")
+    else if (t >= session.expiresAt) retire(p, s, session, "lifetime")
+    else if (isIdle && idle > r.minIdle && t - item.idleSince >= r.idleMs) retire(p, s, session, "idle")
+    else continue
+    if (isIdle) idle--
+  }
+}
+
+/** `get` leases held past `leakDetectionThreshold`: counted and logged once each, with the server and age. */
+const detectLeaks = (p: PoolState, s: ServerState): Effect.Effect<void> => {
+  if (s.held.size === 0) return Effect.void
+  const t = now(p)
+  const leakMs = s.current.r.leakMs
+  const warnings: Array<Effect.Effect<void>> = []
+  for (const held of s.held) {
+    if (held.warned || t - held.since < leakMs) continue
+    held.warned = true
+    s.suspectedLeaks++
+    warnings.push(
+      Effect.logWarning(
+        `ConnectionPool: a session of "${s.name}" has been leased for ${t - held.since} ms ` +
+          `(leakDetectionThreshold ${leakMs} ms): is a scope from pool.get never closed?`
+      )
+    )
+  }
+  return Effect.all(warnings, { discard: true })
+}
+
+const strategy = (p: PoolState, s: ServerState, g: Generation): Pool.Strategy<Session, McpConnectError> => ({
+  run: () =>
+    Effect.forever(
+      Effect.andThen(
+        Effect.sleep(p.config.housekeepingInterval),
+        Effect.suspend(() => {
+          sweep(p, s, g)
+          return g === s.current ? detectLeaks(p, s) : Effect.void
+        })
+      ),
+      { disableYield: true }
+    ),
+  onAcquire: (item) =>
+    Effect.sync(() => {
+      if (item.exit._tag === "Success") item.exit.value.item = item
+    }),
+  reclaim: () => Effect.undefined
+})
+
+// ---------------------------------------------------------------------------------------------------------
+// Borrowing
+// ---------------------------------------------------------------------------------------------------------
+
+/** Moves an available item to the head of the `Pool`'s available list (where `Pool.use` / `Pool.get` take it). */
+const moveToFront = (state: Pool.State<Session, McpConnectError>, item: Item): void => {
+  const prev = item.availablePrevious
+  if (prev === undefined) return
+  const next = item.availableNext
+  prev.availableNext = next
+  if (next !== undefined) next.availablePrevious = prev
+  else state.availableTail = prev
+  item.availablePrevious = undefined
+  item.availableNext = state.availableHead
+  state.availableHead!.availablePrevious = item
+  state.availableHead = item
+}
+
+/**
+ * The item a borrow may take at once, without waiting, checking or pinging: nobody waits, and the session
+ * it would get (the least-loaded one, or the `Pool`'s head) is open, unexpired and not due for a ping. It
+ * is moved to the head of the available list. `undefined` means: take the slow path.
+ */
+const pickReady = (p: PoolState, g: Generation): Item | undefined => {
+  const state = g.pool.state
+  if (state.waiters.size !== 0) return undefined
+  let best = state.availableHead
+  if (best === undefined) return undefined
+  if (g.r.leastLoaded && best.availableNext !== undefined) {
+    let choice: Item | undefined
+    for (let item: Item | undefined = best; item !== undefined; item = item.availableNext) {
+      if (item.exit._tag === "Success" && (choice === undefined || item.refCount < choice.refCount)) choice = item
+    }
+    if (choice === undefined) return undefined
+    best = choice
+  }
+  if (best.exit._tag !== "Success") return undefined
+  const session = best.exit.value
+  if (session.retiring !== undefined || !session.connection.isOpen()) return undefined
+  const t = now(p)
+  if (t >= session.expiresAt || (best.refCount === 0 && t - best.idleSince >= g.r.pingAfterMs)) return undefined
+  moveToFront(state, best)
+  return best
+}
+
+/** Whether `Pool.get` would lend at once: nobody waits and a connected session has a free slot. */
+const canLendNow = (g: Generation): boolean => {
+  const state = g.pool.state
+  if (state.waiters.size !== 0) return false
+  for (let item = state.availableHead; item !== undefined; item = item.availableNext) {
+    if (item.exit._tag === "Success") return true
+  }
+  return false
+}
+
+const timeoutError = (s: ServerState, g: Generation) =>
+  Effect.suspend(() => {
+    s.timeouts++
+    const c = counts(s)
+    const total = s.sessions.size
+    return Effect.fail(
+      new PoolTimeoutError({
+        server: s.name,
+        timeoutMs: g.r.acquireTimeoutMs,
+        total,
+        active: c.active,
+        pending: c.pending,
+        message: `no session of ${s.name} available within ${g.r.acquireTimeoutMs} ms ` +
+          `(total=${total}, active=${c.active}, starting=${s.starting}, waiting=${c.pending})`
+      })
+    )
+  })
+
+type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
+/**
+ * The slow path: `Pool.get` into a scope of its own (bounded by `acquireTimeout` when it may wait), then the
+ * checks of hand-out (open, unexpired, ping after idle); a session that fails them is invalidated and the
+ * borrow tries again. A borrow of a `Pool` that shut down fails with {@link PoolClosedError} when the
+ * server is gone, and tries the server's new `Pool` when its config was replaced.
+ */
+const leaseSlow = (p: PoolState, s: ServerState): Effect.Effect<Lease, PoolError> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.suspend(() => {
+      const started = now(p)
+      let waited = false
+      const attempt: Effect.Effect<Lease, PoolError> = Effect.suspend(() => {
+        if (s.closed) return Effect.fail(closedError(p, s))
+        const g = s.current
+        const ready = canLendNow(g)
+        if (!ready) waited = true
+        const scope = Scope.makeUnsafe()
+        const borrow = Scope.provide(Pool.get(g.pool), scope)
+        const bounded = ready ? borrow : Effect.timeoutOrElse(borrow, {
+          duration: Math.max(0, g.r.acquireTimeoutMs - (now(p) - started)),
+          orElse: () => timeoutError(s, g)
+        })
+        return Effect.flatMap(Effect.exit(restore(bounded)), (exit): Effect.Effect<Lease, PoolError> => {
+          if (exit._tag === "Failure") {
+            const shutDown = g.pool.state.isShuttingDown && Cause.hasInterruptsOnly(exit.cause)
+            return Effect.andThen(
+              Scope.close(scope, exit),
+              shutDown ? (s.closed ? Effect.fail(closedError(p, s)) : attempt) : Effect.failCause(exit.cause)
+            )
+          }
+          return check(p, s, { session: exit.value, scope }, restore, attempt, () => {
+            if (waited) {
+              s.waits++
+              s.waitHistogram.updateUnsafe((now(p) - started) / 1000, p.context)
+            }
+          })
+        })
+      })
+      return attempt
+    })
+  )
+
+/** The checks of hand-out on a leased session: lend it, or give it back, invalidate it and `retry`. */
+const check = (
+  p: PoolState,
+  s: ServerState,
+  lease: Lease,
+  restore: Restore,
+  retry: Effect.Effect<Lease, PoolError>,
+  onLent: () => void
+): Effect.Effect<Lease, PoolError> => {
+  const { session } = lease
+  const again = (reason: DestroyReason | undefined) => {
+    if (reason !== undefined) retire(p, s, session, reason)
+    return Effect.andThen(Scope.close(lease.scope, Exit.void), retry)
+  }
+  const lend = Effect.sync(() => {
+    s.acquired++
+    onLent()
+    return lease
+  })
+  if (!session.connection.isOpen()) return again("broken")
+  if (session.retiring !== undefined) return again(undefined)
+  const t = now(p)
+  if (t >= session.expiresAt) return again("lifetime")
+  const item = session.item
+  if (item === undefined || item.refCount !== 1 || t - item.idleSince < session.generation.r.pingAfterMs) return lend
+  return Effect.flatMap(
+    Effect.exit(restore(session.connection.ping({ timeout: session.generation.r.pingTimeoutMs }))),
+    (exit) => {
+      if (exit._tag === "Success") return lend
+      if (Cause.hasInterrupts(exit.cause)) return Effect.andThen(Scope.close(lease.scope, Exit.void), Effect.interrupt)
+      return again("ping")
+    }
+  )
+}
+
+/** After a lease ended: a session returned idle beyond `maxIdle` is closed (seed `MaxIdleConns`). */
+const afterRelease = (p: PoolState, s: ServerState, session: Session): void => {
+  const g = session.generation
+  if (g.r.maxIdle === Infinity || session.retiring !== undefined || session.item?.refCount !== 0) return
+  if (idleIn(g) > g.r.maxIdle) retire(p, s, session, "excess")
+}
+
+const endLease = (p: PoolState, s: ServerState, lease: Lease): Effect.Effect<void> =>
+  Effect.andThen(Scope.close(lease.scope, Exit.void), Effect.sync(() => afterRelease(p, s, lease.session)))
+
+const use = <A, E, R>(
+  p: PoolState,
+  server: string,
+  f: (connection: McpConnection) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | PoolError, R> => {
+  const s = p.servers.get(server)
+  if (s === undefined) return unknownServer(p, server)
+  const g = s.current
+  if (!s.closed && pickReady(p, g) !== undefined) {
+    // The warm path: `Pool.use` lends the head of the available list, which `pickReady` just checked.
+    s.acquired++
+    if (g.r.maxIdle === Infinity) return Pool.use(g.pool, (session) => f(session.connection))
+    let lent: Session | undefined
+    return Effect.ensuring(
+      Pool.use(g.pool, (session) => {
+        lent = session
+        return f(session.connection)
+      }),
+      Effect.sync(() => {
+        if (lent !== undefined) afterRelease(p, s, lent)
+      })
+    )
+  }
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(
+      leaseSlow(p, s),
+      (lease) => Effect.onExit(restore(Effect.suspend(() => f(lease.session.connection))), () => endLease(p, s, lease))
+    )
+  )
+}
+
+const get = (p: PoolState, server: string): Effect.Effect<McpConnection, PoolError, Scope.Scope> => {
+  const s = p.servers.get(server)
+  if (s === undefined) return unknownServer(p, server)
+  const g = s.current
+  if (!s.closed && g.r.maxIdle === Infinity && g.r.leakMs === Infinity && pickReady(p, g) !== undefined) {
+    s.acquired++
+    return Effect.map(Pool.get(g.pool), (session) => session.connection)
+  }
+  return Effect.uninterruptibleMask(() =>
+    Effect.flatMap(leaseSlow(p, s), (lease) => {
+      // A scoped lease can outlive its purpose (a scope that is never closed): remember when it began.
+      const held = lease.session.generation.r.leakMs === Infinity ? undefined : { since: now(p), warned: false }
+      if (held !== undefined) s.held.add(held)
+      return Effect.as(
+        Effect.addFinalizer(() =>
+          Effect.andThen(
+            Effect.sync(() => {
+              if (held !== undefined) s.held.delete(held)
+            }),
+            endLease(p, s, lease)
+          )
+        ),
+        lease.session.connection
+      )
+    })
+  )
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Servers
+// ---------------------------------------------------------------------------------------------------------
+
+const noop = (): void => {}
+
+const register = (p: PoolState, s: ServerState): void => {
+  const server = s.name
+  const counter = (m: Metric.Counter<number>, attrs: Record<string, string>, read: () => number) =>
+    Metric.registerUnsafe(Metric.withAttributes(m, attrs), p.context, {
+      get: () => ({ count: read(), incremental: true }),
+      update: noop,
+      modify: noop
+    })
+  const gauge = (state: string, read: () => number) =>
+    Metric.registerUnsafe(Metric.withAttributes(metrics.connections, { server, state }), p.context, {
+      get: () => ({ value: read() }),
+      update: noop,
+      modify: noop
+    })
+  s.registrations.push(
+    gauge("total", () => s.sessions.size),
+    gauge("active", () => counts(s).active),
+    gauge("idle", () => counts(s).idle),
+    gauge("pending", () => counts(s).pending),
+    gauge("starting", () => s.starting),
+    counter(metrics.acquired, { server }, () => s.acquired),
+    counter(metrics.released, { server }, () => s.acquired - counts(s).leases),
+    counter(metrics.created, { server }, () => s.created),
+    counter(metrics.acquireTimeouts, { server }, () => s.timeouts),
+    ...DESTROY_REASONS.map((reason) => counter(metrics.destroyed, { server, reason }, () => s.destroyed[reason]))
+  )
+}
+
+const unregister = (s: ServerState): void => {
+  for (const r of s.registrations) r.remove()
+  s.registrations.length = 0
+}
+
+/** Builds a server's next `Pool`, in a scope of its own, with the pool's context (its `Clock`, its logger). */
+const makeGeneration = (p: PoolState, s: ServerState, config: ServerConfig, r: Resolved): Effect.Effect<Generation> =>
+  Effect.suspend(() => {
+    const scope = Scope.makeUnsafe()
+    const g: Generation = { pool: undefined as unknown as Generation["pool"], scope, config, r }
+    s.generations.add(g)
+    return Pool.makeWithStrategy({
+      acquire: openSession(p, s, g),
+      min: r.minIdle,
+      max: r.max,
+      concurrency: r.concurrency,
+      strategy: strategy(p, s, g)
+    }).pipe(
+      Effect.provideContext(Context.add(p.context, Scope.Scope, scope)),
+      Effect.map((pool) => {
+        g.pool = pool
+        return g
+      })
+    )
+  })
+
+/**
+ * Shuts a generation's `Pool` down in the background: it wakes its waiters at once (they fail with
+ * {@link PoolClosedError}, or move to the next generation) and finishes when its last borrower returns.
+ */
+const dropGeneration = (p: PoolState, s: ServerState, g: Generation): void => {
+  s.generations.delete(g)
+  p.run(Scope.close(g.scope, Exit.void))
+}
+
+/** Fails waiters, interrupts connects, closes every session, busy or not; returns once every child exited. */
+const shutdown = (p: PoolState, s: ServerState, reason: DestroyReason): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    s.closed = true
+    for (const session of s.sessions) {
+      if (session.retiring === undefined) {
+        session.retiring = reason
+        s.destroyed[reason]++
+      }
+    }
+    for (const g of Array.from(s.generations)) dropGeneration(p, s, g)
+    return Effect.andThen(
+      Fiber.interruptAll(Array.from(s.connecting)),
+      Effect.suspend(() =>
+        Effect.andThen(
+          Effect.forEach(Array.from(s.sessions), (session) => closeSession(p, s, session), { concurrency: "unbounded", discard: true }),
+          Effect.suspend(() => Fiber.awaitAll(Array.from(s.closing)))
+        )
+      )
+    )
+  }).pipe(Effect.asVoid, Effect.uninterruptible)
+
+const newServerState = (name: string, r: Resolved): ServerState => ({
+  name,
+  current: undefined as unknown as Generation,
+  generations: new Set(),
+  sessions: new Set(),
+  permits: Semaphore.makeUnsafe(r.max),
+  connecting: new Set(),
+  closing: new Set(),
+  closed: false,
+  starting: 0,
+  acquired: 0,
+  created: 0,
+  destroyed: Object.fromEntries(DESTROY_REASONS.map((k) => [k, 0])) as Record<DestroyReason, number>,
+  timeouts: 0,
+  waits: 0,
+  connectFailures: 0,
+  held: new Set(),
+  suspectedLeaks: 0,
+  registrations: [],
+  waitHistogram: Metric.withAttributes(metrics.acquireDuration, { server: name })
+})
+
+const add = (
+  p: PoolState,
+  name: string,
+  config: ServerConfig,
+  overrides: PoolSettingsInput
+): Effect.Effect<void, McpConfigError> =>
+  Effect.flatMap(
+    decodeSettings({ ...p.base, ...ConfigSchema.durationsToMillis(overrides, DURATION_KEYS) }, `servers.${name}`),
+    (settings) =>
+      Effect.suspend(() => {
+        if (p.closed) return Effect.void
+        const r = resolve(settings)
+        const existing = p.servers.get(name)
+        if (existing === undefined) {
+          const s = newServerState(name, r)
+          return Effect.map(makeGeneration(p, s, config, r), (g) => {
+            s.current = g
+            register(p, s)
+            p.servers.set(name, s)
+          })
+        }
+        const s = existing
+        return Effect.andThen(
+          s.permits.resize(r.max),
+          Effect.map(makeGeneration(p, s, config, r), (g) => {
+            const old = s.current
+            s.current = g
+            for (const session of Array.from(s.sessions)) {
+              if (session.generation === old) retire(p, s, session, "replaced")
+            }
+            dropGeneration(p, s, old)
+          })
+        )
+      })
+  )
+
+const remove = (p: PoolState, name: string): Effect.Effect<void, UnknownServerError> =>
+  Effect.suspend(() => {
+    const s = p.servers.get(name)
+    if (s === undefined) return unknownServer(p, name)
+    p.servers.delete(name)
+    return Effect.ensuring(shutdown(p, s, "removed"), Effect.sync(() => unregister(s)))
+  })
+
+const invalidate = (p: PoolState, server: string, connection: McpConnection): Effect.Effect<void> =>
+  Effect.sync(() => {
+    const s = p.servers.get(server)
+    if (s === undefined) return
+    for (const session of s.sessions) {
+      if (session.connection === connection) return retire(p, s, session, "invalidated")
+    }
+  })
+
+const healthCheck = (p: PoolState, server: string) =>
+  Effect.suspend(() => {
+    const s = p.servers.get(server)
+    if (s === undefined) return unknownServer(p, server)
+    const open = Array.from(s.sessions).filter((session) => session.retiring === undefined)
+    return Effect.forEach(
+      open,
+      (session) =>
+        session.connection.ping({ timeout: session.generation.r.pingTimeoutMs }).pipe(
+          Effect.as(true),
+          Effect.catch(() =>
+            Effect.sync(() => {
+              retire(p, s, session, "ping")
+              return false
+            })
+          )
+        ),
+      { concurrency: "unbounded" }
+    ).pipe(Effect.map((results) => ({ ok: results.filter(Boolean).length, checked: results.length })))
+  })
+
+const closeAll = (p: PoolState): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    p.closed = true
+    const all = Array.from(p.servers.values())
+    return Effect.forEach(all, (s) => shutdown(p, s, "closed"), { concurrency: "unbounded", discard: true }).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        for (const s of all) unregister(s)
+      }))
+    )
+  })
+
 // ---------------------------------------------------------------------------------------------------------
 // make
 // ---------------------------------------------------------------------------------------------------------
 
 /**
  * Builds a pool owned by the current scope. Closing the scope closes every session (ending every child
- * process), interrupts connects under way and fails waiters with {@link PoolClosedError}.
+ * process), interrupts connects under way and fails waiters with {@link PoolClosedError}. Reads the
+ * {@link SessionHooks} service once, here.
  *
  * @since 0.1.0
  * @category constructors
@@ -532,604 +1224,36 @@ export const make = (
   options: MakeOptions = {}
 ): Effect.Effect<ConnectionPoolShape, McpConfigError, Scope.Scope> =>
   Effect.gen(function*() {
-    const baseInput = normalize(input)
-    const config = yield* Schema.decodeUnknownEffect(ConnectionPoolConfig)(baseInput).pipe(
-      Effect.mapError((e) => configError("pool", e))
-    )
-    const connect: Connect = options.connect ?? McpClient.connect
-    const connectOptions = options.connectOptions
-    const scope = yield* Effect.scope
+    const config = yield* decodeConfig(input)
     const context = yield* Effect.context<never>()
-    const clock = yield* Clock.Clock
-    const now = (): number => clock.currentTimeMillisUnsafe()
-    const run = Effect.runForkWith(context)
-    const connectPermits = Semaphore.makeUnsafe(config.maxConcurrentConnects)
-    const subs = new Map<string, Sub>()
-    let closed = false
-
-    // ---- metrics -------------------------------------------------------------------------------------
-
-    const counter = (m: Metric.Counter<number>, attrs: Record<string, string>, read: () => number) =>
-      Metric.registerUnsafe(Metric.withAttributes(m, attrs), context, {
-        get: () => ({ count: read(), incremental: true }),
-        update: noop,
-        modify: noop
-      })
-    const gauge = (attrs: Record<string, string>, read: () => number) =>
-      Metric.registerUnsafe(Metric.withAttributes(metrics.connections, attrs), context, {
-        get: () => ({ value: read() }),
-        update: noop,
-        modify: noop
-      })
-
-    const countActive = (sub: Sub) => {
-      let n = 0
-      for (const c of sub.conns) if (c.inUse > 0) n++
-      return n
+    const p: PoolState = {
+      config,
+      base: ConfigSchema.durationsToMillis(input, DURATION_KEYS),
+      connect: options.connect ?? McpClient.connect,
+      hooks: yield* SessionHooks,
+      context,
+      clock: yield* Clock.Clock,
+      run: Effect.runForkWith(context),
+      connectPermits: Semaphore.makeUnsafe(config.maxConcurrentConnects),
+      servers: new Map(),
+      closed: false
     }
-    const countIdle = (sub: Sub) => {
-      let n = 0
-      for (const c of sub.conns) if (c.inUse === 0 && c.retiring === undefined) n++
-      return n
-    }
-
-    const register = (sub: Sub) => {
-      const server = sub.name
-      sub.registrations.push(
-        gauge({ server, state: "total" }, () => sub.conns.size),
-        gauge({ server, state: "active" }, () => countActive(sub)),
-        gauge({ server, state: "idle" }, () => countIdle(sub)),
-        gauge({ server, state: "pending" }, () => sub.waiters.size),
-        gauge({ server, state: "starting" }, () => sub.starting),
-        counter(metrics.acquired, { server }, () => sub.acquired),
-        counter(metrics.released, { server }, () => sub.released),
-        counter(metrics.created, { server }, () => sub.created),
-        counter(metrics.acquireTimeouts, { server }, () => sub.timeouts),
-        ...DESTROY_REASONS.map((reason) => counter(metrics.destroyed, { server, reason }, () => sub.destroyed[reason]))
-      )
-    }
-
-    // ---- state steps (synchronous: each runs to completion without yielding) ---------------------------
-
-    const track = (set: Set<Fiber.Fiber<unknown, unknown>>, fiber: Fiber.Fiber<unknown, unknown>) => {
-      set.add(fiber)
-      fiber.addObserver(() => set.delete(fiber))
-    }
-
-    /** Removes a session from its sub-pool and closes it in the background (tracked; close awaits it). */
-    const destroy = (sub: Sub, c: Conn, reason: DestroyReason): void => {
-      if (c.destroyed) return
-      c.destroyed = true
-      c.retiring ??= reason
-      sub.conns.delete(c)
-      sub.destroyed[reason]++
-      track(sub.closing, run(Effect.uninterruptible(Scope.close(c.scope, Exit.void))))
-    }
-
-    /** Stops lending a session; closes it now if nobody holds it (or it is dead), else at last release. */
-    const retire = (sub: Sub, c: Conn, reason: DestroyReason): void => {
-      if (c.retiring !== undefined) return
-      c.retiring = reason
-      if (c.inUse === 0 || reason === "broken") destroy(sub, c, reason)
-    }
-
-    /** The least-loaded session that may be lent now, retiring dead and expired ones on the way. */
-    const pick = (sub: Sub, t: number): Conn | undefined => {
-      let best: Conn | undefined
-      const limit = sub.r.concurrency
-      for (const c of sub.conns) {
-        if (c.retiring !== undefined || c.inUse >= limit) continue
-        if (!c.connection.isOpen()) {
-          retire(sub, c, "broken")
-          continue
-        }
-        if (t >= c.expiresAt) {
-          retire(sub, c, "lifetime")
-          continue
-        }
-        if (best === undefined || c.inUse < best.inUse || (c.inUse === best.inUse && c.idleSince > best.idleSince)) {
-          best = c
-        }
-      }
-      return best
-    }
-
-    const lease = (sub: Sub, c: Conn): void => {
-      c.inUse++
-      sub.leases++
-      sub.acquired++
-    }
-
-    const release = (sub: Sub, c: Conn): void => {
-      c.inUse--
-      sub.leases--
-      sub.released++
-      if (c.inUse === 0) c.idleSince = now()
-      if (c.destroyed) {
-        // already closing (broken, removed): nothing to give back
-      } else if (c.retiring !== undefined) {
-        if (c.inUse === 0) destroy(sub, c, c.retiring)
-      } else if (!c.connection.isOpen()) {
-        retire(sub, c, "broken")
-      } else if (c.inUse === 0 && sub.r.maxIdle !== Infinity && countIdle(sub) > sub.r.maxIdle) {
-        retire(sub, c, "excess")
-      }
-      if (sub.waiters.size > 0) dispatch(sub)
-    }
-
-    const wake = (w: Waiter, effect: Effect.Effect<Conn, PoolError>): void => {
-      const resume = w.resume
-      w.resume = undefined
-      if (resume !== undefined) resume(effect)
-    }
-
-    const failWaiter = (sub: Sub, w: Waiter, error: PoolError): void => {
-      sub.waiters.delete(w)
-      w.error = error
-      wake(w, Effect.fail(error))
-    }
-
-    /** Hands sessions to waiters in order, then starts the sessions still needed. */
-    const dispatch = (sub: Sub): void => {
-      if (sub.waiters.size === 0) return
-      const t = now()
-      for (const w of sub.waiters) {
-        const c = pick(sub, t)
-        if (c === undefined) break
-        sub.waiters.delete(w)
-        lease(sub, c)
-        w.conn = c
-        wake(w, Effect.succeed(c))
-      }
-      const unserved = sub.waiters.size
-      if (unserved === 0 || closed || sub.removed) return
-      const coming = sub.starting * sub.r.concurrency
-      if (unserved <= coming) return
-      const room = sub.r.max - sub.conns.size - sub.starting
-      const n = Math.min(room, Math.ceil((unserved - coming) / sub.r.concurrency))
-      for (let i = 0; i < n; i++) startConnect(sub)
-    }
-
-    const ensureMinIdle = (sub: Sub): void => {
-      if (sub.r.minIdle === 0 || closed || sub.removed) return
-      const deficit = sub.r.minIdle - countIdle(sub) - sub.starting
-      const room = sub.r.max - sub.conns.size - sub.starting
-      const n = Math.min(deficit, room)
-      for (let i = 0; i < n; i++) startConnect(sub)
-    }
-
-    const onBroken = (sub: Sub, c: Conn): void => {
-      if (c.destroyed) return
-      c.retiring = "broken"
-      destroy(sub, c, "broken")
-      dispatch(sub)
-      ensureMinIdle(sub)
-    }
-
-    /** Starts one session in the background (bounded by the global connect semaphore). */
-    const startConnect = (sub: Sub): void => {
-      sub.starting++
-      const generation = sub.generation
-      const config = sub.config
-      const connScope = Scope.makeUnsafe()
-      const attempt = connectPermits.withPermits(1)(
-        Effect.suspend(() =>
-          closed || sub.removed || generation !== sub.generation
-            ? Effect.interrupt
-            : Scope.provide(connect(sub.name, config, connectOptions), connScope)
-        )
-      )
-      const settle = (exit: Exit.Exit<McpConnection, McpConnectError>): Effect.Effect<void> => {
-        sub.starting--
-        if (exit._tag === "Failure") {
-          const close = Scope.close(connScope, exit)
-          if (Cause.hasInterruptsOnly(exit.cause)) {
-            dispatch(sub)
-            return close
-          }
-          sub.connectFailures++
-          const error = toConnectError(sub.name, exit.cause)
-          if (sub.conns.size + sub.starting === 0) {
-            for (const w of Array.from(sub.waiters)) failWaiter(sub, w, error)
-          } else {
-            const first = sub.waiters.values().next()
-            if (first.done !== true) failWaiter(sub, first.value, error)
-          }
-          dispatch(sub)
-          return close
-        }
-        sub.created++
-        const t = now()
-        const r = sub.r
-        const c: Conn = {
-          connection: exit.value,
-          scope: connScope,
-          generation,
-          expiresAt: t + r.lifetimeMs * (1 - r.jitter * Math.random()),
-          idleSince: t,
-          inUse: 0,
-          retiring: undefined,
-          destroyed: false
-        }
-        sub.conns.add(c)
-        if (closed || sub.removed) {
-          destroy(sub, c, sub.removed && !closed ? "removed" : "closed")
-          return Effect.void
-        }
-        if (generation !== sub.generation) {
-          destroy(sub, c, "replaced")
-          dispatch(sub)
-          return Effect.void
-        }
-        dispatch(sub)
-        // Watch for the session closing by itself (child died, HTTP session broke), to replace it at once.
-        return Effect.asVoid(
-          Effect.forkIn(Effect.flatMap(c.connection.closed, () => Effect.sync(() => onBroken(sub, c))), connScope)
-        )
-      }
-      const fiber = run(Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.exit(restore(attempt)), (exit) => Effect.suspend(() => settle(exit)))
-      ))
-      track(sub.creating, fiber)
-    }
-
-    // ---- borrowing -----------------------------------------------------------------------------------
-
-    const unknownServer = (server: string) =>
-      Effect.fail(
-        new PoolUnknownServerError({
-          server,
-          known: Array.from(subs.keys()),
-          message: `unknown MCP server "${server}"; known servers: ${Array.from(subs.keys()).join(", ") || "(none)"}`
-        })
-      )
-
-    const closedError = (sub: Sub) =>
-      new PoolClosedError({
-        server: sub.name,
-        message: closed ? `the connection pool is closed (server ${sub.name})` : `server ${sub.name} was removed from the pool`
-      })
-
-    /** Waits in line for a session; the returned session is leased. No lease survives a failure. */
-    const waitFor = (sub: Sub, timeoutMs: number, restore: Restore): Effect.Effect<Conn, PoolError> =>
-      Effect.suspend(() => {
-        const w: Waiter = { conn: undefined, error: undefined, resume: undefined }
-        sub.waiters.add(w)
-        dispatch(sub)
-        if (w.conn !== undefined) return Effect.succeed(w.conn)
-        if (w.error !== undefined) return Effect.fail(w.error)
-        const wait = Effect.callback<Conn, PoolError>((resume) => {
-          if (w.conn !== undefined) return resume(Effect.succeed(w.conn))
-          if (w.error !== undefined) return resume(Effect.fail(w.error))
-          w.resume = resume
-          // interrupted while asleep (timeout, caller gone): leave the line at once
-          return Effect.sync(() => {
-            w.resume = undefined
-            sub.waiters.delete(w)
-          })
-        })
-        return Effect.onExit(
-          restore(Effect.timeoutOrElse(wait, {
-            duration: Math.max(0, timeoutMs),
-            orElse: () =>
-              Effect.suspend(() => {
-                sub.timeouts++
-                const active = countActive(sub)
-                return Effect.fail(
-                  new PoolTimeoutError({
-                    server: sub.name,
-                    timeoutMs: sub.r.acquireTimeoutMs,
-                    total: sub.conns.size,
-                    active,
-                    pending: sub.waiters.size,
-                    message: `no session of ${sub.name} available within ${sub.r.acquireTimeoutMs} ms ` +
-                      `(total=${sub.conns.size}, active=${active}, starting=${sub.starting}, waiting=${sub.waiters.size})`
-                  })
-                )
-              })
-          })),
-          (exit) =>
-            Effect.sync(() => {
-              if (exit._tag === "Success") return
-              w.resume = undefined
-              if (!sub.waiters.delete(w) && w.conn !== undefined) {
-                // Handed a session at the moment we gave up: give it back, so it is not stranded.
-                release(sub, w.conn)
-              } else if (sub.waiters.size > 0) {
-                dispatch(sub)
-              }
-            })
-        )
-      })
-
-    /** The slow path: wait in line, ping a long-idle session, record the wait. Runs uninterruptibly. */
-    const acquireSlow = Effect.fnUntraced(function*(sub: Sub, restore: Restore) {
-      const started = now()
-      let waited = false
-      while (true) {
-        if (closed || sub.removed) return yield* Effect.fail(closedError(sub))
-        let c: Conn | undefined = sub.waiters.size === 0 ? pick(sub, now()) : undefined
-        if (c !== undefined) {
-          lease(sub, c)
-        } else {
-          waited = true
-          c = yield* waitFor(sub, sub.r.acquireTimeoutMs - (now() - started), restore)
-        }
-        const t = now()
-        if (c.inUse === 1 && t - c.idleSince >= sub.r.pingAfterMs) {
-          const exit = yield* Effect.exit(restore(c.connection.ping({ timeout: sub.r.pingTimeoutMs })))
-          if (exit._tag === "Failure") {
-            const interrupted = Cause.hasInterrupts(exit.cause)
-            if (!interrupted) retire(sub, c, "ping")
-            release(sub, c)
-            if (interrupted) return yield* Effect.interrupt
-            continue
-          }
-          c.idleSince = now()
-        }
-        if (waited) {
-          sub.waits++
-          sub.waitHistogram.updateUnsafe((now() - started) / 1000, context)
-        }
-        return c
-      }
-    })
-
-    /** A leased session of `server`: the warm path is a few field updates; else the slow path. */
-    const acquire = (server: string, restore: Restore): Effect.Effect<readonly [Sub, Conn], PoolError> => {
-      const sub = subs.get(server)
-      if (sub === undefined) return unknownServer(server)
-      if (sub.waiters.size === 0 && !closed) {
-        const t = now()
-        const c = pick(sub, t)
-        if (c !== undefined && !(c.inUse === 0 && t - c.idleSince >= sub.r.pingAfterMs)) {
-          lease(sub, c)
-          return Effect.succeed([sub, c] as const)
-        }
-      }
-      return Effect.map(acquireSlow(sub, restore), (c) => [sub, c] as const)
-    }
-
-    const use = <A, E, R>(
-      server: string,
-      f: (connection: McpConnection) => Effect.Effect<A, E, R>
-    ): Effect.Effect<A, E | PoolError, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.suspend(() => acquire(server, restore)), ([sub, c]) =>
-          Effect.onExitPrimitive(restore(Effect.suspend(() => f(c.connection))), () => {
-            release(sub, c)
-            return undefined
-          }))
-      )
-
-    const get = (server: string): Effect.Effect<McpConnection, PoolError, Scope.Scope> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.suspend(() => acquire(server, restore)), ([sub, c]) => {
-          // A scoped lease can outlive its purpose (a scope that is never closed): remember when it began.
-          const held = sub.r.leakMs === Infinity ? undefined : { since: now(), warned: false }
-          if (held !== undefined) sub.held.add(held)
-          return Effect.as(
-            Effect.addFinalizer(() =>
-              Effect.sync(() => {
-                if (held !== undefined) sub.held.delete(held)
-                release(sub, c)
-              })
-            ),
-            c.connection
-          )
-        })
-      )
-
-    // ---- servers ----------------------------------------------------------------------------------------
-
-    /** Fails waiters, interrupts connects, closes every session; returns once all are closed. */
-    const shutdown = (sub: Sub, reason: DestroyReason): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        sub.removed = true
-        sub.generation++
-        const error = closedError(sub)
-        for (const w of Array.from(sub.waiters)) failWaiter(sub, w, error)
-        for (const c of Array.from(sub.conns)) destroy(sub, c, reason)
-        return Effect.andThen(
-          Fiber.interruptAll(Array.from(sub.creating)),
-          Effect.suspend(() => Fiber.awaitAll(Array.from(sub.closing)))
-        )
-      }).pipe(Effect.asVoid, Effect.uninterruptible)
-
-    const add = (name: string, server: ServerConfig, overrides: PoolSettingsInput = {}): Effect.Effect<void, McpConfigError> =>
-      Effect.flatMap(
-        Schema.decodeUnknownEffect(PoolSettings)({ ...baseInput, ...normalize(overrides) }).pipe(
-          Effect.mapError((e) => configError(`servers.${name}`, e))
-        ),
-        (settings) =>
-          Effect.sync(() => {
-            if (closed) return
-            const r = resolve(settings)
-            const existing = subs.get(name)
-            if (existing !== undefined) {
-              existing.config = server
-              existing.r = r
-              existing.generation++
-              for (const c of Array.from(existing.conns)) retire(existing, c, "replaced")
-              dispatch(existing)
-              ensureMinIdle(existing)
-              return
-            }
-            const sub: Sub = {
-              name,
-              config: server,
-              r,
-              generation: 0,
-              conns: new Set(),
-              starting: 0,
-              waiters: new Set(),
-              creating: new Set(),
-              closing: new Set(),
-              removed: false,
-              leases: 0,
-              acquired: 0,
-              released: 0,
-              created: 0,
-              destroyed: Object.fromEntries(DESTROY_REASONS.map((k) => [k, 0])) as Record<DestroyReason, number>,
-              timeouts: 0,
-              waits: 0,
-              connectFailures: 0,
-              held: new Set(),
-              suspectedLeaks: 0,
-              registrations: [],
-              waitHistogram: Metric.withAttributes(metrics.acquireDuration, { server: name })
-            }
-            register(sub)
-            subs.set(name, sub)
-            ensureMinIdle(sub)
-          })
-      )
-
-    const unregister = (sub: Sub) => {
-      for (const r of sub.registrations) r.remove()
-      sub.registrations.length = 0
-    }
-
-    const remove = (name: string): Effect.Effect<void, PoolUnknownServerError> =>
-      Effect.suspend(() => {
-        const sub = subs.get(name)
-        if (sub === undefined) return unknownServer(name)
-        subs.delete(name)
-        return Effect.ensuring(shutdown(sub, "removed"), Effect.sync(() => unregister(sub)))
-      })
-
-    const statsOf = (sub: Sub): PoolStats => ({
-      server: sub.name,
-      total: sub.conns.size,
-      active: countActive(sub),
-      idle: countIdle(sub),
-      starting: sub.starting,
-      pending: sub.waiters.size,
-      leases: sub.leases,
-      maxConnections: sub.r.max,
-      acquired: sub.acquired,
-      released: sub.released,
-      created: sub.created,
-      destroyed: { ...sub.destroyed },
-      timeouts: sub.timeouts,
-      waits: sub.waits,
-      connectFailures: sub.connectFailures,
-      suspectedLeaks: sub.suspectedLeaks
-    })
-
-    // ---- housekeeping -----------------------------------------------------------------------------------
-
-    const sweep = (sub: Sub): void => {
-      const t = now()
-      let idle = countIdle(sub)
-      for (const c of Array.from(sub.conns)) {
-        if (c.destroyed) continue
-        if (!c.connection.isOpen()) {
-          if (c.retiring === undefined && c.inUse === 0) idle--
-          c.retiring = "broken"
-          destroy(sub, c, "broken")
-        } else if (c.retiring !== undefined) {
-          if (c.inUse === 0) destroy(sub, c, c.retiring)
-        } else if (t >= c.expiresAt) {
-          if (c.inUse === 0) idle--
-          retire(sub, c, "lifetime")
-        } else if (c.inUse === 0 && idle > sub.r.minIdle && t - c.idleSince >= sub.r.idleMs) {
-          idle--
-          retire(sub, c, "idle")
-        }
-      }
-      dispatch(sub)
-      ensureMinIdle(sub)
-    }
-
-    /** Leases held past `leakDetectionThreshold`: counted and logged once each, with the server and age. */
-    const detectLeaks = (sub: Sub): Effect.Effect<void> => {
-      if (sub.held.size === 0) return Effect.void
-      const t = now()
-      const warnings: Array<Effect.Effect<void>> = []
-      for (const held of sub.held) {
-        if (held.warned || t - held.since < sub.r.leakMs) continue
-        held.warned = true
-        sub.suspectedLeaks++
-        warnings.push(
-          Effect.logWarning(
-            `ConnectionPool: a session of "${sub.name}" has been leased for ${t - held.since} ms ` +
-              `(leakDetectionThreshold ${sub.r.leakMs} ms): is a scope from pool.get never closed?`
-          )
-        )
-      }
-      return Effect.all(warnings, { discard: true })
-    }
-
-    const housekeeping = Effect.sleep(config.housekeepingInterval).pipe(
-      Effect.andThen(Effect.suspend(() => {
-        const subsNow = Array.from(subs.values())
-        for (const sub of subsNow) sweep(sub)
-        return Effect.forEach(subsNow, detectLeaks, { discard: true })
-      })),
-      Effect.forever
-    )
-    yield* Effect.forkIn(housekeeping, scope)
-
-    yield* Scope.addFinalizer(
-      scope,
-      Effect.suspend(() => {
-        closed = true
-        const all = Array.from(subs.values())
-        return Effect.forEach(all, (sub) => shutdown(sub, "closed"), { concurrency: "unbounded", discard: true }).pipe(
-          Effect.ensuring(Effect.sync(() => {
-            for (const sub of all) unregister(sub)
-          }))
-        )
-      })
-    )
-
+    yield* Effect.addFinalizer(() => closeAll(p))
     const shape: ConnectionPoolShape = {
       config,
-      add,
-      remove,
-      list: Effect.sync(() => Array.from(subs.keys())),
-      get,
-      use,
-      invalidate: (server, connection) =>
-        Effect.sync(() => {
-          const sub = subs.get(server)
-          if (sub === undefined) return
-          for (const c of sub.conns) {
-            if (c.connection === connection) {
-              retire(sub, c, "invalidated")
-              dispatch(sub)
-              return
-            }
-          }
-        }),
+      add: (name, server, overrides = {}) => add(p, name, server, overrides),
+      remove: (name) => remove(p, name),
+      list: Effect.sync(() => Array.from(p.servers.keys())),
+      get: (server) => get(p, server),
+      use: (server, f) => use(p, server, f),
+      invalidate: (server, connection) => invalidate(p, server, connection),
       stats: (server) =>
         Effect.suspend(() => {
-          const sub = subs.get(server)
-          return sub === undefined ? unknownServer(server) : Effect.succeed(statsOf(sub))
+          const s = p.servers.get(server)
+          return s === undefined ? unknownServer(p, server) : Effect.succeed(statsOf(s))
         }),
-      statsAll: Effect.sync(() => Array.from(subs.values(), statsOf)),
-      healthCheck: (server) =>
-        Effect.suspend(() => {
-          const sub = subs.get(server)
-          if (sub === undefined) return unknownServer(server)
-          const open = Array.from(sub.conns).filter((c) => !c.destroyed && c.retiring === undefined)
-          return Effect.forEach(
-            open,
-            (c) =>
-              c.connection.ping({ timeout: sub.r.pingTimeoutMs }).pipe(
-                Effect.as(true),
-                Effect.catch(() =>
-                  Effect.sync(() => {
-                    retire(sub, c, "ping")
-                    dispatch(sub)
-                    return false
-                  })
-                )
-              ),
-            { concurrency: "unbounded" }
-          ).pipe(Effect.map((results) => ({ ok: results.filter(Boolean).length, checked: results.length })))
-        })
+      statsAll: Effect.sync(() => Array.from(p.servers.values(), statsOf)),
+      healthCheck: (server) => healthCheck(p, server)
     }
     return shape
   })
@@ -1144,7 +1268,7 @@ export const make = (
 export class ConnectionPool extends Context.Service<ConnectionPool, ConnectionPoolShape>()("@keel/core/ConnectionPool") {
   /** Builds a pool owned by the current scope. */
   static readonly make = make
-  /** A layer holding one pool; closing the layer closes every session. */
+  /** A layer holding one pool; closing the layer closes every session. Reads {@link SessionHooks}. */
   static readonly layer = (
     config: ConnectionPoolConfigInput = {},
     options: MakeOptions = {}
