@@ -198,7 +198,7 @@ describe("CircuitBreaker transitions", () => {
   it.effect("pool errors are Keel's own saturation, not the server's: they never count", () =>
     Effect.gen(function*() {
       const breaker = yield* CB.make("srv", { ...base, consecutiveFailureThreshold: 2 })
-      for (const _tag of ["PoolTimeoutError", "PoolClosedError", "PoolUnknownServerError"]) {
+      for (const _tag of ["PoolTimeoutError", "PoolClosedError"]) {
         yield* Effect.exit(breaker.execute(Effect.fail({ _tag })))
         yield* Effect.exit(breaker.execute(Effect.fail({ _tag })))
       }
@@ -495,6 +495,25 @@ describe("CircuitBreaker classification", () => {
       assert.strictEqual(yield* breaker.state, "Closed")
       // a plain Error whose message looks like a tool error still counts (unknown errors count)
       yield* run(breaker, Effect.fail(new Error("McpToolError")))
+      assert.strictEqual(yield* breaker.state, "Open")
+    }))
+
+  it.effect("the caller's own mistakes and the client's own limits never count (issue: caller mistakes blamed the server)", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CB.make("srv", { ...base, consecutiveFailureThreshold: 1 })
+      const mistakes: ReadonlyArray<unknown> = [
+        new McpProtocolError({ server: "s", method: "tools/call", code: -32602, message: "Invalid params" }),
+        new McpProtocolError({ server: "s", method: "tools/call", code: -32601, message: "Method not found" }),
+        { _tag: "InvalidArgumentsError" },
+        { _tag: "UnknownToolError" },
+        { _tag: "UnknownServerError" },
+        { _tag: "McpMessageTooLargeError" }
+      ]
+      for (const error of mistakes) yield* run(breaker, Effect.fail(error))
+      assert.strictEqual(yield* breaker.state, "Closed")
+      assert.strictEqual((yield* breaker.stats).failedCalls, 0)
+      // ...while the same class with a server-side code does count.
+      yield* run(breaker, Effect.fail(new McpProtocolError({ server: "s", method: "tools/call", code: -32603, message: "x" })))
       assert.strictEqual(yield* breaker.state, "Open")
     }))
 

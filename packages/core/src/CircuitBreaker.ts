@@ -271,12 +271,16 @@ export type Verdict = Machine.Verdict
 export type Classifier = (error: unknown) => Verdict | undefined
 
 /**
- * The default classification of a typed failure, by `_tag` (never by message text):
+ * The default classification of a typed failure, by `_tag` and JSON-RPC code (never by message text):
  *
  * - `McpConnectError`, `McpTimeoutError`, `McpClosedError`, `McpProtocolError`: `"failure"`;
+ * - `McpProtocolError` with code -32602 (invalid params: the caller's arguments were refused) or -32601
+ *   (method not found: the caller asked for something the server does not offer): `"ignore"`;
  * - `McpToolError` (the server answered, the tool reported an error): `"failure"` when
  *   `countToolErrors`, otherwise `"ignore"`;
- * - `CircuitOpenError` (a nested breaker rejected), `PoolTimeoutError`, `PoolClosedError`, `PoolUnknownServerError`
+ * - the caller's own mistakes (`InvalidArgumentsError`, `UnknownToolError`, `UnknownServerError`) and
+ *   `McpMessageTooLargeError` (the client's own size limit): `"ignore"`;
+ * - `CircuitOpenError` (a nested breaker rejected), `PoolTimeoutError`, `PoolClosedError`
  *   (the client's own pool is saturated or closing, not the server's fault): `"ignore"`;
  * - anything else: `"failure"` — an unknown error is treated as a sign of trouble.
  *
@@ -288,23 +292,34 @@ export type Classifier = (error: unknown) => Verdict | undefined
 export const defaultClassifier = (error: unknown, countToolErrors: boolean): Verdict => {
   const tag = typeof error === "object" && error !== null && "_tag" in error ? error._tag : undefined
   switch (tag) {
+    case "McpProtocolError": {
+      const code = (error as { readonly code?: unknown }).code
+      return code === INVALID_PARAMS || code === METHOD_NOT_FOUND ? "ignore" : "failure"
+    }
     case "McpConnectError":
     case "McpTimeoutError":
     case "McpClosedError":
-    case "McpProtocolError":
       return "failure"
     case "McpToolError":
       return countToolErrors ? "failure" : "ignore"
+    // The caller's own mistakes and the client's own limits are not the server's fault.
+    case "InvalidArgumentsError":
+    case "UnknownToolError":
+    case "UnknownServerError":
+    case "McpMessageTooLargeError":
     case "CircuitOpenError":
     // The pool's own errors say the client is saturated or shutting down, not that the server failed.
     case "PoolTimeoutError":
     case "PoolClosedError":
-    case "PoolUnknownServerError":
       return "ignore"
     default:
       return "failure"
   }
 }
+
+/** JSON-RPC's "invalid params" and "method not found" codes. */
+const INVALID_PARAMS = -32602
+const METHOD_NOT_FOUND = -32601
 
 // -------------------------------------------------------------------------------------------------------------
 // errors and events
