@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { demoServerEntry, demoStdio } from "@keel/demo-server"
-import { Effect, Exit, Fiber, Layer, Stream } from "effect"
+import { Effect, Exit, Fiber, Layer, PubSub, Schedule, Stream } from "effect"
 import { mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
@@ -113,6 +113,7 @@ describe("McpClientManager", () => {
       assert.strictEqual(perTool._tag, "McpTimeoutError")
       if (perTool._tag === "McpTimeoutError") assert.strictEqual(perTool.timeoutMs, 300)
       const perCall = yield* Effect.flip(m.callTool("demo", "slow", { ms: 5_000 }, { timeout: 100 }))
+      assert.strictEqual(perCall._tag, "McpTimeoutError")
       if (perCall._tag === "McpTimeoutError") assert.strictEqual(perCall.timeoutMs, 100)
       // 900 ms of work, progress every 100 ms, timeout 300 ms: progress keeps it alive.
       const kept = yield* m.callTool("demo", "slow", { ms: 900, progressEveryMs: 100 })
@@ -252,16 +253,28 @@ describe("McpClientManager", () => {
   it.live("health checks ping every server; breaker transitions stream from breakerEvents", () =>
     Effect.gen(function*() {
       const m = yield* McpClientManager
-      const transitions: Array<string> = []
-      yield* Effect.forkScoped(
-        m.breakerEvents.pipe(
-          Stream.filter((e) => e._tag === "StateTransition"),
-          Stream.runForEach((e) => Effect.sync(() => e._tag === "StateTransition" && transitions.push(`${e.server}:${e.from}->${e.to}`)))
-        )
-      )
-      yield* Effect.sleep(50)
+      // A subscription taken before the call: no event after this line is missed (no sleep, no race).
+      const events = yield* m.registry.subscribe
       yield* Effect.ignore(m.callTool("demo", "flaky", { key: "h", failFirst: 5 }))
-      yield* eventually(() => transitions.includes("demo:Closed->Open"), 5_000, "transition seen")
+      const transition = yield* PubSub.take(events).pipe(
+        Effect.repeat({ until: (e) => e._tag === "StateTransition" }),
+        Effect.timeout(5_000)
+      )
+      assert.strictEqual(transition._tag, "StateTransition")
+      if (transition._tag === "StateTransition") {
+        assert.deepStrictEqual([transition.server, transition.from, transition.to], ["demo", "Closed", "Open"])
+      }
+      // The manager's stream carries the same events, for this manager's servers.
+      const next = yield* Effect.forkChild(m.breakerEvents.pipe(Stream.filter((e) => e._tag === "StateTransition"), Stream.take(1), Stream.runCollect))
+      const breaker = yield* m.breaker("demo")
+      // Make transitions until the stream (subscribed at some point after the fork) has seen one.
+      yield* Effect.andThen(breaker.isolate, breaker.reset).pipe(
+        Effect.andThen(Effect.sync(() => next.pollUnsafe())),
+        Effect.repeat({ until: (done) => done !== undefined, schedule: Schedule.spaced(10) }),
+        Effect.timeout(5_000)
+      )
+      const collected = yield* Fiber.join(next)
+      assert.strictEqual(collected.length, 1)
       yield* Effect.flatMap(m.status("demo"), (s) => s.lastHealthCheck?.ok === true ? Effect.void : Effect.fail("no check yet")).pipe(
         Effect.eventually,
         Effect.timeout(5_000)
@@ -304,6 +317,29 @@ describe("McpClientManager", () => {
         }
       }
     ))))
+
+  it.live("a child killed under an in-flight read-only call: the call is retried on a new child and succeeds", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const pid = (yield* statsOf()).pid
+      const fiber = yield* Effect.forkChild(m.callTool("demo", "slow", { ms: 1_000 }))
+      yield* statsOf().pipe(Effect.flatMap((s) => ((s.calls.slow ?? 0) >= 1 ? Effect.void : Effect.fail("not yet"))), Effect.eventually)
+      process.kill(pid, "SIGKILL")
+      const result = yield* Fiber.join(fiber).pipe(Effect.timeout(10_000))
+      assert.strictEqual(text(result), "slept 1000ms")
+      const after = yield* statsOf()
+      assert.notStrictEqual(after.pid, pid)
+      assert.strictEqual(after.calls.slow, 1) // the retry ran on the new child
+    }).pipe(Effect.provide(manager({ mcpServers: { demo: demo() } }))))
+
+  it.live("a session that closes under a call with no readOnly/idempotent hint is not retried", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const error = yield* Effect.flip(m.callTool("demo", "crash", {}))
+      assert.strictEqual(error._tag, "McpClosedError")
+      // A retry would have started a second child (and crashed it too).
+      assert.strictEqual((yield* m.status("demo")).pool.created, 1)
+    }).pipe(Effect.provide(manager({ mcpServers: { demo: demo() } }))))
 
   it.live("retry.times 0 turns retries off", () =>
     Effect.gen(function*() {
