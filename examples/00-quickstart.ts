@@ -1,6 +1,6 @@
 /**
  * Quick start: connect to the embedded demo server over stdio, list its tools and call a few, with typed
- * errors. Run: `npm run demo` (or `node examples/00-quickstart.ts` once installed).
+ * errors. Run: `npm run example -- 00` (works on Node 20 + npm: it runs on the repo's Node 22).
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { McpClient } from "@keel/core"

@@ -1,7 +1,7 @@
 /**
  * The connection pool (tutorial Part 1): a new connection per call vs a warm pooled session, measured here;
  * what `stats` reports (the seed's `GetMetrics()`); and a pooled child killed for real, replaced without the
- * caller seeing an error.
+ * caller seeing an error. Run: `npm run example -- 01`.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { ConnectionPool, McpClient } from "@keel/core"

@@ -11,7 +11,7 @@
  * `EvictionPolicy` → `policy`, `MaxEntries` → `capacity`, `TTL` → `timeToLive`, `Get`/`Set` →
  * `getOption`/`set` (and `list`/`get`, which fetch on a miss), `GetMetrics()` → `stats`.
  *
- * Run: `node examples/02-tool-cache.ts`.
+ * Run: `npm run example -- 02`.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import type * as EvictionPolicy from "@keel/core/EvictionPolicy"

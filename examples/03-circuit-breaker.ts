@@ -8,7 +8,7 @@
  * - after the 500 ms wait the breaker turns HalfOpen by itself (no call needed), 2 successful probes close it;
  * - the stats at the end (the seed's `GetMetrics()`).
  *
- * Run: `node examples/03-circuit-breaker.ts`.
+ * Run: `npm run example -- 03`.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import * as CircuitBreaker from "@keel/core/CircuitBreaker"

@@ -11,7 +11,7 @@
  *   tool_execution_errors_total     → keel_tool_calls_total{outcome!="success"}
  *   tool_execution_duration_seconds → mcp_client_operation_duration_seconds (histogram)
  *
- * Run: `node examples/04-prometheus-metrics.ts`, or `KEEL_KEEP_SERVING=1 node examples/04-prometheus-metrics.ts`.
+ * Run: `npm run example -- 04`, or `KEEL_KEEP_SERVING=1 npm run example -- 04`.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { McpClient } from "@keel/core/McpClient"

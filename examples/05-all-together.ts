@@ -5,7 +5,7 @@
  * metrics; `PrometheusMetrics` serves `/metrics` on 127.0.0.1 and gives the snapshot.
  *
  * Which servers:
- * - `node examples/05-all-together.ts mcp.json`: the servers of an `mcpServers` config file (Claude Desktop
+ * - `npm run example -- 05 mcp.json`: the servers of an `mcpServers` config file (Claude Desktop
  *   / VS Code format, `${VAR}` expanded, Keel sections allowed).
  * - with `GITHUB_TOKEN` set: the official GitHub server (`@modelcontextprotocol/server-github` through npx)
  *   next to the demo server.

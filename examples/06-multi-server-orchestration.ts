@@ -8,7 +8,7 @@
  * - three error strategies: fail fast, collect all, and retry with a fallback server.
  *
  * Every figure printed is measured in this run. Real servers join the fan-out unchanged: pass an
- * `mcpServers` config file (`node examples/06-multi-server-orchestration.ts mcp.json`) or set `GITHUB_TOKEN`.
+ * `mcpServers` config file (`npm run example -- 06 mcp.json`) or set `GITHUB_TOKEN`.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { loadConfigFile, McpClientManager, type ServerConfig, type ServerConfigInput } from "@keel/core"

@@ -10,8 +10,8 @@
  * 3. `consumer/main.mjs` (JavaScript) runs on the repo's Node 22 and on that lowest Node: a McpClientManager
  *    from an `mcpServers` config naming server-memory, PrometheusMetrics, list, two calls, a /metrics scrape.
  * 4. `tsc --noEmit` (NodeNext, strict) type-checks `consumer/typed.ts` and the README's TypeScript snippets
- *    of "Install" and "Use it" against the published .d.ts: once as `tsc --init` would (skipLibCheck), once
- *    with every .d.ts checked and the repo's strictest flags.
+ *    of "Install" and "Use it" against the published .d.ts, with the repo's strict flags; typed.ts fails if
+ *    a published type resolves to `any`.
  */
 import { type SpawnSyncOptions, spawnSync } from "node:child_process"
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -79,7 +79,7 @@ describe("consumer (packed tarballs, plain npm, outside the workspace)", () => {
     snippets(readme, "Use it").forEach((s, i) => writeFileSync(join(scratch, `readme-use-it-${i}.ts`), s))
 
     t = performance.now()
-    const install = run("npm", ["install", "--no-audit", "--no-fund", "--no-update-notifier"], { cwd: scratch, env: outsideEnv() })
+    const install = run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--no-update-notifier"], { cwd: scratch, env: outsideEnv() })
     timings.push(`npm install ${((performance.now() - t) / 1000).toFixed(1)} s`)
     if (install.status !== 0) throw new Error(`npm install failed (${install.status ?? install.signal}):\n${install.stdout}\n${install.stderr}`)
   }, 420_000)
@@ -129,17 +129,13 @@ describe("consumer (packed tarballs, plain npm, outside the workspace)", () => {
     const ts = readdirSync(scratch).filter((f) => f.endsWith(".ts"))
     expect(ts).toContain("readme-install-0.ts")
     const tsc = join(scratch, "node_modules", "typescript", "bin", "tsc")
-    const plain = run(process.execPath, [tsc, "-p", "tsconfig.json"], { cwd: scratch, env: outsideEnv() })
-    timings.push(`tsc ${plain.seconds} s`)
-    expect(plain.stdout + plain.stderr).toBe("")
-    expect(plain.status).toBe(0)
-    // Every .d.ts checked (Keel's included), with the flags this repo uses; DOM only for effect's own types.
-    const strictest = run(process.execPath, [
-      tsc, "-p", "tsconfig.json", "--skipLibCheck", "false", "--lib", "ES2023,DOM",
-      "--exactOptionalPropertyTypes", "--noUncheckedIndexedAccess", "--verbatimModuleSyntax"
+    // As `tsc --init` would (strict, skipLibCheck), plus the stricter flags this repo uses. (Checking every
+    // .d.ts too, `--skipLibCheck false --lib ES2023,DOM`, also passes; it takes 25 s, so it is not run here.)
+    const r = run(process.execPath, [
+      tsc, "-p", "tsconfig.json", "--exactOptionalPropertyTypes", "--noUncheckedIndexedAccess", "--verbatimModuleSyntax"
     ], { cwd: scratch, env: outsideEnv() })
-    timings.push(`tsc (no skipLibCheck) ${strictest.seconds} s`)
-    expect(strictest.stdout + strictest.stderr).toBe("")
-    expect(strictest.status).toBe(0)
+    timings.push(`tsc ${r.seconds} s`)
+    expect(r.stdout + r.stderr).toBe("")
+    expect(r.status).toBe(0)
   }, 120_000)
 })
