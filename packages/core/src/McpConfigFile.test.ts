@@ -73,6 +73,17 @@ describe("McpConfigFile", () => {
         [{ mcpServers: { a: { command: "node", env: { T: "${NOPE_NOT_SET}" } } } }, "mcpServers.a.env.T", /NOPE_NOT_SET is not set/],
         [{ mcpServers: { a: { command: "node", keel: { breaker: { failureRateThreshold: 7 } } } } }, "mcpServers.a.keel.breaker.failureRateThreshold", /./],
         [{ mcpServers: { a: { command: "node", keel: { timeouts: { call: "soon" } } } } }, "mcpServers.a.keel.timeouts.call", /number/],
+        // Checks across fields are config errors too (they were a RangeError defect when the breaker was made).
+        [
+          { mcpServers: { a: { command: "node", keel: { breaker: { successThresholdToClose: 4, permittedCallsInHalfOpen: 2 } } } } },
+          "mcpServers.a.keel.breaker.successThresholdToClose",
+          /permittedCallsInHalfOpen/
+        ],
+        [
+          { mcpServers: { a: { command: "node" } }, keel: { defaults: { breaker: { successThresholdToClose: 9 } } } },
+          "mcpServers.a.keel.breaker.successThresholdToClose",
+          /permittedCallsInHalfOpen/
+        ],
         [{ mcpServers: { a: { command: "node", keel: { cache: { capacity: 1 } } } } }, "mcpServers.a.keel.cache", /keel.defaults.cache/],
         [{ mcpServers: { a: { command: "node" } }, keel: { defaults: { cache: { policy: "random" } } } }, "keel.defaults.cache.policy", /./]
       ]
