@@ -8,7 +8,7 @@
  */
 import { ProtocolError, Server } from "@modelcontextprotocol/server"
 import type { CallToolResult, Tool } from "@modelcontextprotocol/server"
-import type { DemoServerOptions } from "./options.ts"
+import { type DemoServerOptions, servedProtocolVersions } from "./options.ts"
 
 /** JSON-RPC "invalid params": bad arguments, unknown tool, bad cursor. */
 export const INVALID_PARAMS = -32602
@@ -116,6 +116,12 @@ export interface DemoStats {
 export class DemoState {
   readonly options: DemoServerOptions
   readonly servers = new Set<Server>()
+  /**
+   * Called when the tool list changes, besides `notifications/tools/list_changed` on every live `Server`: the
+   * stateless 2026-07-28 HTTP entry has no long-lived instance and publishes to its `subscriptions/listen`
+   * streams through here.
+   */
+  readonly toolsChangedListeners = new Set<() => void>()
   readonly stats: DemoStats = { listToolsRequests: 0, listToolsPages: 0, calls: {}, cancelled: 0, sessions: 0, pid: process.pid }
   private readonly dynamic = new Map<string, Tool>()
   private readonly removed = new Set<string>()
@@ -157,6 +163,7 @@ export class DemoState {
     for (const server of this.servers) {
       server.sendToolListChanged().catch(() => {})
     }
+    for (const listener of this.toolsChangedListeners) listener()
   }
 
   /** Advances the call counter of a flaky key and returns the call's 0-based index. */
@@ -197,14 +204,22 @@ const abortable = (ms: number, signal: AbortSignal): Promise<void> =>
     signal.addEventListener("abort", onAbort, { once: true })
   })
 
-/** Builds one session's `Server`, registered in `state` so list changes reach it. */
-export const createDemoServer = (state: DemoState): Server => {
+/**
+ * Builds one session's `Server`, registered in `state` so list changes reach it. It answers the revisions
+ * of `--protocol-version` (all of them by default, 2026-07-28 first).
+ *
+ * `perRequest`: an instance of the stateless 2026-07-28 HTTP entry, which lives for one HTTP request; it is
+ * not counted as a session and not registered for list changes (those go to `toolsChangedListeners`).
+ */
+export const createDemoServer = (state: DemoState, perRequest = false): Server => {
   const server = new Server(
     { name: state.options.name, version: "0.1.0" },
-    { capabilities: { tools: { listChanged: true } } }
+    { capabilities: { tools: { listChanged: true } }, supportedProtocolVersions: servedProtocolVersions(state.options) }
   )
-  state.servers.add(server)
-  state.stats.sessions++
+  if (!perRequest) {
+    state.servers.add(server)
+    state.stats.sessions++
+  }
   const previousOnClose = server.onclose
   server.onclose = () => {
     state.servers.delete(server)

@@ -1,12 +1,18 @@
 /**
- * Serves the demo server over Streamable HTTP at `http://host:port/mcp`, one `Server` per MCP session.
+ * Serves the demo server over Streamable HTTP at `http://host:port/mcp`:
+ *
+ * - 2025-era traffic (the `initialize` handshake, `Mcp-Session-Id`): one `Server` per MCP session;
+ * - 2026-07-28 traffic (`server/discover`, per-request `_meta` and `MCP-Protocol-Version`): the SDK's
+ *   stateless entry (`createMcpHandler`), one `Server` per request, `subscriptions/listen` for list changes.
+ *   Not mounted when `--protocol-version` pins an older revision.
  */
 import { randomUUID } from "node:crypto"
 import { createServer, type Server as HttpServer } from "node:http"
 import type { AddressInfo } from "node:net"
-import { NodeStreamableHTTPServerTransport } from "@modelcontextprotocol/node"
-import { isInitializeRequest } from "@modelcontextprotocol/server"
+import { NodeStreamableHTTPServerTransport, toNodeHandler, toWebRequest } from "@modelcontextprotocol/node"
+import { createMcpHandler, isInitializeRequest, isLegacyRequest } from "@modelcontextprotocol/server"
 import { createDemoServer, type DemoState } from "./DemoServer.ts"
+import { servesModern } from "./options.ts"
 import { legacySseRoutes } from "./sse.ts"
 
 /** A running HTTP demo server. */
@@ -23,6 +29,12 @@ export interface DemoHttpServer {
 export const serveHttp = async (state: DemoState): Promise<DemoHttpServer> => {
   const transports = new Map<string, NodeStreamableHTTPServerTransport>()
   const sse = legacySseRoutes((transport) => createDemoServer(state).connect(transport))
+  const modern = servesModern(state.options)
+    ? createMcpHandler(() => createDemoServer(state, true), { legacy: "reject" })
+    : undefined
+  const modernNode = modern !== undefined ? toNodeHandler(modern) : undefined
+  const notifyToolsChanged = () => modern?.notify.toolsChanged()
+  if (modern !== undefined) state.toolsChangedListeners.add(notifyToolsChanged)
 
   const http = createServer(async (req, res) => {
     try {
@@ -46,6 +58,12 @@ export const serveHttp = async (state: DemoState): Promise<DemoHttpServer> => {
       const chunks: Array<Buffer> = []
       for await (const chunk of req) chunks.push(chunk as Buffer)
       const body: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"))
+      // The request was already read; the adapters only need its method, url and headers.
+      const nodeReq = req as typeof req & { method: string; url: string }
+      if (modernNode !== undefined && !(await isLegacyRequest(await toWebRequest(nodeReq, body), body))) {
+        await modernNode(nodeReq, res, body)
+        return
+      }
       if (!isInitializeRequest(body)) {
         res.writeHead(400, { "content-type": "application/json" })
           .end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message: "No valid session" }, id: null }))
@@ -81,6 +99,8 @@ export const serveHttp = async (state: DemoState): Promise<DemoHttpServer> => {
     url: `http://${host}:${port}/mcp`,
     http,
     close: async () => {
+      state.toolsChangedListeners.delete(notifyToolsChanged)
+      await modern?.close().catch(() => {})
       for (const t of transports.values()) await t.close().catch(() => {})
       http.closeAllConnections()
       await new Promise<void>((resolve) => http.close(() => resolve()))

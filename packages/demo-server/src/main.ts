@@ -5,13 +5,16 @@
  *   node packages/demo-server/src/main.ts                         # stdio
  *   node packages/demo-server/src/main.ts --transport http        # Streamable HTTP on 127.0.0.1, any port
  *   node packages/demo-server/src/main.ts --page-size 3 --startup-delay-ms 500
+ *   node packages/demo-server/src/main.ts --protocol-version 2025-06-18   # pinned to an older revision
+ *
+ * By default it speaks MCP 2026-07-28 (`server/discover`) and every older revision (`initialize`).
  *
  * Over HTTP it prints `KEEL_DEMO_LISTENING <url>` on stdout once it listens.
  */
-import { StdioServerTransport } from "@modelcontextprotocol/server/stdio"
+import { serveStdio, StdioServerTransport } from "@modelcontextprotocol/server/stdio"
 import { createDemoServer, DemoState } from "./DemoServer.ts"
 import { serveHttp } from "./http.ts"
-import { parseOptions } from "./options.ts"
+import { parseOptions, servesModern } from "./options.ts"
 
 /** The line an HTTP demo server prints once it listens; `launch.ts` waits for it. */
 export const LISTENING = "KEEL_DEMO_LISTENING"
@@ -25,11 +28,15 @@ const main = async () => {
   }
   const state = new DemoState(options)
   if (options.transport === "stdio") {
-    const server = createDemoServer(state)
-    const transport = new StdioServerTransport()
     // The parent closing stdin is the stdio way to say "stop".
     process.stdin.once("end", () => process.exit(0))
-    await server.connect(transport)
+    if (servesModern(options)) {
+      // The SDK's stdio entry picks the era from the opening message (`server/discover` or `initialize`)
+      // and pins one instance for the connection.
+      serveStdio(() => createDemoServer(state))
+    } else {
+      await createDemoServer(state).connect(new StdioServerTransport())
+    }
     process.stderr.write(`keel-demo: serving on stdio (pid ${process.pid})\n`)
   } else {
     const served = await serveHttp(state)

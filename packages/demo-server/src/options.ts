@@ -27,7 +27,25 @@ export interface DemoServerOptions {
   readonly listCacheScope: "public" | "private" | undefined
   /** The server's name in `initialize`. Default `keel-demo`. */
   readonly name: string
+  /**
+   * `--protocol-version <v>`: pin the server to exactly this MCP revision (one of {@link DEMO_PROTOCOL_VERSIONS}).
+   * Default `undefined`: the server speaks 2026-07-28 (`server/discover`, per-request `_meta`, stateless HTTP)
+   * and every older revision the SDK knows (the `initialize` handshake), so each client gets the newest
+   * revision both sides speak.
+   */
+  readonly protocolVersion: string | undefined
 }
+
+/** The revisions the demo server can speak, newest first (2026-07-28 is the "modern" era). */
+export const DEMO_PROTOCOL_VERSIONS: ReadonlyArray<string> = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"]
+
+/** The revisions a server with these options answers, newest first. */
+export const servedProtocolVersions = (options: Pick<DemoServerOptions, "protocolVersion">): Array<string> =>
+  options.protocolVersion === undefined ? [...DEMO_PROTOCOL_VERSIONS] : [options.protocolVersion]
+
+/** Whether a server with these options speaks the 2026-07-28 era. */
+export const servesModern = (options: Pick<DemoServerOptions, "protocolVersion">): boolean =>
+  servedProtocolVersions(options).some((v) => v >= "2026-07-28")
 
 /** Parses the demo server's command line; throws with the option's name on a bad value. */
 export const parseOptions = (argv: ReadonlyArray<string>): DemoServerOptions => {
@@ -43,7 +61,8 @@ export const parseOptions = (argv: ReadonlyArray<string>): DemoServerOptions => 
       "exit-at-start": { type: "string" },
       "list-ttl-ms": { type: "string" },
       "list-cache-scope": { type: "string" },
-      name: { type: "string", default: "keel-demo" }
+      name: { type: "string", default: "keel-demo" },
+      "protocol-version": { type: "string" }
     },
     strict: true
   })
@@ -60,6 +79,10 @@ export const parseOptions = (argv: ReadonlyArray<string>): DemoServerOptions => 
   if (scope !== undefined && scope !== "public" && scope !== "private") {
     throw new Error(`--list-cache-scope must be public or private, got ${scope}`)
   }
+  const protocolVersion = values["protocol-version"]
+  if (protocolVersion !== undefined && !DEMO_PROTOCOL_VERSIONS.includes(protocolVersion)) {
+    throw new Error(`--protocol-version must be one of ${DEMO_PROTOCOL_VERSIONS.join(", ")}, got ${protocolVersion}`)
+  }
   return {
     transport,
     host: values.host,
@@ -70,6 +93,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): DemoServerOptions => 
     exitAtStart: values["exit-at-start"] === undefined ? undefined : int("exit-at-start", values["exit-at-start"]),
     listTtlMs: values["list-ttl-ms"] === undefined ? undefined : int("list-ttl-ms", values["list-ttl-ms"]),
     listCacheScope: scope,
-    name: values.name
+    name: values.name,
+    protocolVersion
   }
 }
