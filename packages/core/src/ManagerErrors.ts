@@ -7,7 +7,8 @@
 import { Schema } from "effect"
 
 /**
- * No server of that name is connected. `available` lists the servers that are.
+ * No server of that name is connected. `available` lists the servers that are. One condition, one class:
+ * the manager and the `ConnectionPool` both fail with it (the pool's `available` lists the pool's servers).
  *
  * @since 0.1.0
  * @category errors
