@@ -867,43 +867,42 @@ type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, 
  * The slow path: `Pool.get` into a scope of its own (bounded by `acquireTimeout` when it may wait), then the
  * checks of hand-out (open, unexpired, ping after idle); a session that fails them is invalidated and the
  * borrow tries again. A borrow of a `Pool` that shut down fails with {@link PoolClosedError} when the
- * server is gone, and tries the server's new `Pool` when its config was replaced.
+ * server is gone, and tries the server's new `Pool` when its config was replaced. Runs uninterruptibly:
+ * `restore` (of the caller's `uninterruptibleMask`) marks where it may be interrupted.
  */
-const leaseSlow = (p: PoolState, s: ServerState): Effect.Effect<Lease, PoolError> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.suspend(() => {
-      const started = now(p)
-      let waited = false
-      const attempt: Effect.Effect<Lease, PoolError> = Effect.suspend(() => {
-        if (s.closed) return Effect.fail(closedError(p, s))
-        const g = s.current
-        const ready = canLendNow(g)
-        if (!ready) waited = true
-        const scope = Scope.makeUnsafe()
-        const borrow = Scope.provide(Pool.get(g.pool), scope)
-        const bounded = ready ? borrow : Effect.timeoutOrElse(borrow, {
-          duration: Math.max(0, g.r.acquireTimeoutMs - (now(p) - started)),
-          orElse: () => timeoutError(s, g)
-        })
-        return Effect.flatMap(Effect.exit(restore(bounded)), (exit): Effect.Effect<Lease, PoolError> => {
-          if (exit._tag === "Failure") {
-            const shutDown = g.pool.state.isShuttingDown && Cause.hasInterruptsOnly(exit.cause)
-            return Effect.andThen(
-              Scope.close(scope, exit),
-              shutDown ? (s.closed ? Effect.fail(closedError(p, s)) : attempt) : Effect.failCause(exit.cause)
-            )
+const leaseSlow = (p: PoolState, s: ServerState, restore: Restore): Effect.Effect<Lease, PoolError> =>
+  Effect.suspend(() => {
+    const started = now(p)
+    let waited = false
+    const attempt: Effect.Effect<Lease, PoolError> = Effect.suspend(() => {
+      if (s.closed) return Effect.fail(closedError(p, s))
+      const g = s.current
+      const ready = canLendNow(g)
+      if (!ready) waited = true
+      const scope = Scope.makeUnsafe()
+      const borrow = Scope.provide(Pool.get(g.pool), scope)
+      const bounded = ready ? borrow : Effect.timeoutOrElse(borrow, {
+        duration: Math.max(0, g.r.acquireTimeoutMs - (now(p) - started)),
+        orElse: () => timeoutError(s, g)
+      })
+      return Effect.flatMap(Effect.exit(restore(bounded)), (exit): Effect.Effect<Lease, PoolError> => {
+        if (exit._tag === "Failure") {
+          const shutDown = g.pool.state.isShuttingDown && Cause.hasInterruptsOnly(exit.cause)
+          return Effect.andThen(
+            Scope.close(scope, exit),
+            shutDown ? (s.closed ? Effect.fail(closedError(p, s)) : attempt) : Effect.failCause(exit.cause)
+          )
+        }
+        return check(p, s, { session: exit.value, scope }, restore, attempt, () => {
+          if (waited) {
+            s.waits++
+            s.waitHistogram.updateUnsafe((now(p) - started) / 1000, p.context)
           }
-          return check(p, s, { session: exit.value, scope }, restore, attempt, () => {
-            if (waited) {
-              s.waits++
-              s.waitHistogram.updateUnsafe((now(p) - started) / 1000, p.context)
-            }
-          })
         })
       })
-      return attempt
     })
-  )
+    return attempt
+  })
 
 /** The checks of hand-out on a leased session: lend it, or give it back, invalidate it and `retry`. */
 const check = (
@@ -975,7 +974,7 @@ const use = <A, E, R>(
   }
   return Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(
-      leaseSlow(p, s),
+      leaseSlow(p, s, restore),
       (lease) => Effect.onExit(restore(Effect.suspend(() => f(lease.session.connection))), () => endLease(p, s, lease))
     )
   )
@@ -989,8 +988,8 @@ const get = (p: PoolState, server: string): Effect.Effect<McpConnection, PoolErr
     s.acquired++
     return Effect.map(Pool.get(g.pool), (session) => session.connection)
   }
-  return Effect.uninterruptibleMask(() =>
-    Effect.flatMap(leaseSlow(p, s), (lease) => {
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(leaseSlow(p, s, restore), (lease) => {
       // A scoped lease can outlive its purpose (a scope that is never closed): remember when it began.
       const held = lease.session.generation.r.leakMs === Infinity ? undefined : { since: now(p), warned: false }
       if (held !== undefined) s.held.add(held)
