@@ -92,7 +92,7 @@ const program = Effect.gen(function*() {
   const open = yield* breaker.stats
   yield* Console.log(
     `  stats while open: window ${open.windowCalls} calls, failure rate ${(open.failureRate * 100).toFixed(0)}%, ` +
-      `consecutive failures ${open.consecutiveFailures}, openings ${open.openings}`
+      `consecutive failures ${open.consecutiveFailures}, openings since the last close ${open.openings}`
   )
 
   yield* Console.log(`\nWhile open: ${REJECTED_RUNS} calls, rejected without reaching the server:`)
@@ -127,7 +127,7 @@ const program = Effect.gen(function*() {
   const s = yield* breaker.stats
   yield* Console.log("\nStats:")
   yield* Console.log(`  state ${s.state}; calls run ${s.totalCalls} (successful ${s.successfulCalls}, failed ${s.failedCalls}, ignored ${s.ignoredCalls}); rejected ${s.rejectedCalls}`)
-  yield* Console.log(`  window: ${s.windowCalls} calls, failure rate ${(s.failureRate * 100).toFixed(1)}%; consecutive failures ${s.consecutiveFailures}; openings ${s.openings}`)
+  yield* Console.log(`  window: ${s.windowCalls} calls, failure rate ${(s.failureRate * 100).toFixed(1)}%; consecutive failures ${s.consecutiveFailures}; openings since the last close ${s.openings} (0: it closed)`)
   yield* Console.log(`  flaky calls the server received in total: ${yield* flakyCallsServed(client)}`)
 })
 
