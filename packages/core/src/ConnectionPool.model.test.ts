@@ -5,6 +5,9 @@
  * - the pool's outstanding leases equal the holders the model knows of;
  * - no waiter is starved while capacity is free (a server with waiters has no session with a free slot
  *   and no room to start one, unless one is starting).
+ * - every session lent was open when lent (`isOpen()`) and is not one the model knows crashed;
+ * - a session that announced its crash (a dead child) is closed at once, lent or not;
+ * - the pool's `created` equals the sessions the fakes made for the server.
  * At the end: every holder released → active 0; pool closed → every session created was closed.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -30,6 +33,8 @@ interface Holder {
   readonly fiber: Fiber.Fiber<unknown, unknown>
   readonly release: Deferred.Deferred<void>
   acquired: boolean
+  /** The fake lent to this holder, and whether it was open (by `isOpen()` and by the model) when lent. */
+  lent: { readonly id: number; readonly open: boolean; readonly knownDead: boolean } | undefined
 }
 
 interface Real {
@@ -46,9 +51,18 @@ interface Real {
   created: number
   closed: number
   failNext: number
+  readonly madeBy: Record<Server, number>
+  readonly fakes: Map<number, Fake>
 }
 
-type Model = Record<string, never>
+/**
+ * What the model knows independently of the pool: which sessions crashed (by id), and which of them
+ * announced it (a stdio child's exit).
+ */
+interface Model {
+  readonly dead: Set<number>
+  readonly loud: Set<number>
+}
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 30; i++) yield* Effect.yieldNow
@@ -60,8 +74,14 @@ const liveOf = (real: Real, server: string) => {
   return n
 }
 
-const checkInvariants = async (real: Real) => {
+const checkInvariants = async (model: Model, real: Real) => {
   await real.run(settle)
+  for (const id of model.loud) assert.isFalse(real.live.has(id), `session ${id} crashed loudly but is still open`)
+  for (const h of real.all) {
+    if (h.lent === undefined) continue
+    assert.isTrue(h.lent.open, `${h.server}: session ${h.lent.id} was lent while isOpen() was false`)
+    assert.isFalse(h.lent.knownDead, `${h.server}: session ${h.lent.id} was lent after it crashed`)
+  }
   for (const s of SERVERS) {
     const stats = await real.run(real.pool.stats(s))
     // never more than max per server (live fakes: created and not yet closed)
@@ -77,6 +97,7 @@ const checkInvariants = async (real: Real) => {
       assert.isFalse(room && stats.starting === 0, `${s}: waiters while a session could be started`)
       assert.isFalse(freeSlot, `${s}: waiters while an idle session is open`)
     }
+    assert.strictEqual(stats.created, real.madeBy[s], `${s}: sessions created`)
   }
 }
 
@@ -86,14 +107,16 @@ class Acquire implements fc.AsyncCommand<Model, Real> {
     this.server = server
   }
   check = () => true
-  async run(_: Model, real: Real) {
+  async run(model: Model, real: Real) {
     const release = Deferred.makeUnsafe<void>()
-    const holder: Holder = { server: this.server, fiber: undefined as never, release, acquired: false }
+    const holder: Holder = { server: this.server, fiber: undefined as never, release, acquired: false, lent: undefined }
     const fiber = Effect.runFork(
-      real.pool.use(this.server, () =>
+      real.pool.use(this.server, (conn) =>
         Effect.andThen(
           Effect.sync(() => {
+            const id = (conn as unknown as { id: number }).id
             holder.acquired = true
+            holder.lent = { id, open: conn.isOpen(), knownDead: model.dead.has(id) }
           }),
           Deferred.await(release)
         ).pipe(Effect.ensuring(Effect.sync(() => {
@@ -103,7 +126,7 @@ class Acquire implements fc.AsyncCommand<Model, Real> {
     ;(holder as { fiber: Fiber.Fiber<unknown, unknown> }).fiber = fiber
     real.holders.push(holder)
     real.all.push(holder)
-    await checkInvariants(real)
+    await checkInvariants(model, real)
   }
   toString = () => `acquire(${this.server})`
 }
@@ -114,13 +137,13 @@ class Release implements fc.AsyncCommand<Model, Real> {
     this.index = index
   }
   check = () => true
-  async run(_: Model, real: Real) {
+  async run(model: Model, real: Real) {
     if (real.holders.length === 0) return
     const [h] = real.holders.splice(this.index % real.holders.length, 1)
     Deferred.doneUnsafe(h!.release, Effect.void)
     // a holder still waiting gives the session back as soon as it gets one
     if (h!.acquired) await real.run(Effect.asVoid(Fiber.await(h!.fiber)))
-    await checkInvariants(real)
+    await checkInvariants(model, real)
   }
   toString = () => `release(${this.index})`
 }
@@ -131,11 +154,11 @@ class Interrupt implements fc.AsyncCommand<Model, Real> {
     this.index = index
   }
   check = () => true
-  async run(_: Model, real: Real) {
+  async run(model: Model, real: Real) {
     if (real.holders.length === 0) return
     const [h] = real.holders.splice(this.index % real.holders.length, 1)
     await real.run(Fiber.interrupt(h!.fiber))
-    await checkInvariants(real)
+    await checkInvariants(model, real)
   }
   toString = () => `interrupt(${this.index})`
 }
@@ -150,23 +173,27 @@ class Crash implements fc.AsyncCommand<Model, Real> {
     this.quiet = quiet
   }
   check = () => true
-  async run(_: Model, real: Real) {
+  async run(model: Model, real: Real) {
     const fakes = Array.from(real.live.values()).filter((f) => f.server === this.server && f.open)
     if (fakes.length === 0) return
     const f = fakes[this.pick % fakes.length]!
     f.open = false
+    model.dead.add(f.id)
     // quiet: the session is found broken only when looked at (HTTP); loud: it announces its close (stdio)
-    if (!this.quiet) Deferred.doneUnsafe(f.closed, Effect.succeed("crashed"))
-    await checkInvariants(real)
+    if (!this.quiet) {
+      model.loud.add(f.id)
+      Deferred.doneUnsafe(f.closed, Effect.succeed("crashed"))
+    }
+    await checkInvariants(model, real)
   }
   toString = () => `crash(${this.server}, ${this.pick}, ${this.quiet ? "quiet" : "loud"})`
 }
 
 class FailNextConnect implements fc.AsyncCommand<Model, Real> {
   check = () => true
-  async run(_: Model, real: Real) {
+  async run(model: Model, real: Real) {
     real.failNext++
-    await checkInvariants(real)
+    await checkInvariants(model, real)
   }
   toString = () => "failNextConnect"
 }
@@ -177,9 +204,9 @@ class Advance implements fc.AsyncCommand<Model, Real> {
     this.ms = ms
   }
   check = () => true
-  async run(_: Model, real: Real) {
+  async run(model: Model, real: Real) {
     await real.run(real.clock.adjust(this.ms))
-    await checkInvariants(real)
+    await checkInvariants(model, real)
   }
   toString = () => `advance(${this.ms})`
 }
@@ -216,7 +243,9 @@ const setup = async (max: Record<Server, number>, concurrency: Record<Server, nu
     concurrency,
     created: 0,
     closed: 0,
-    failNext: 0
+    failNext: 0,
+    madeBy: { a: 0, b: 0, c: 0 },
+    fakes: new Map()
   } as unknown as Real
   const connect: ConnectionPool.Connect = (name) =>
     Effect.acquireRelease(
@@ -228,6 +257,7 @@ const setup = async (max: Record<Server, number>, concurrency: Record<Server, nu
         const id = ++real.created
         const fake: Fake = { id, server: name, open: true, closed: Deferred.makeUnsafe() }
         real.live.set(id, fake)
+        real.madeBy[name as Server]++
         const conn = {
           name,
           isOpen: () => fake.open,
@@ -278,7 +308,7 @@ describe("ConnectionPool: model-based", () => {
         async (max, concurrency, minIdle, cmds) => {
           const real = await setup(max, concurrency, minIdle)
           try {
-            await fc.asyncModelRun(() => ({ model: {}, real }), cmds)
+            await fc.asyncModelRun(() => ({ model: { dead: new Set<number>(), loud: new Set<number>() }, real }), cmds)
             // release every holder: active returns to 0
             for (const h of real.all) {
               Deferred.doneUnsafe(h.release, Effect.void)

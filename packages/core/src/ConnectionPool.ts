@@ -672,10 +672,12 @@ const closeSession = (p: PoolState, s: ServerState, session: Session): Effect.Ef
  * so its scope is closed at once, lent or not, and its permit freed for the replacement.
  */
 const retire = (p: PoolState, s: ServerState, session: Session, reason: DestroyReason): void => {
-  if (session.retiring !== undefined) return
-  session.retiring = reason
-  s.destroyed[reason]++
-  p.run(Pool.invalidate(session.generation.pool, session))
+  if (session.retiring === undefined) {
+    session.retiring = reason
+    s.destroyed[reason]++
+    p.run(Pool.invalidate(session.generation.pool, session))
+  }
+  // also when already retiring for another reason (expired, replaced) but still lent
   if (reason === "broken") startClose(p, s, session)
 }
 
