@@ -9,9 +9,10 @@ import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, Scope } 
 import { TestClock } from "effect/testing"
 import * as ConnectionPool from "./ConnectionPool.ts"
 import { UnknownServerError } from "./ManagerErrors.ts"
-import type { McpConnection } from "./McpClient.ts"
+import type { ConnectOptions, McpConnection } from "./McpClient.ts"
 import { McpClosedError, McpConnectError } from "./McpError.ts"
 import type { ServerConfig } from "./ServerConfig.ts"
+import { SessionHooks, type SessionHooksShape } from "./SessionHooks.ts"
 
 const cfg: ServerConfig = { type: "stdio", command: "fake" }
 
@@ -756,5 +757,115 @@ describe("ConnectionPool: start-up, failures, remove and close", () => {
       yield* pool.invalidate("gauged", held.conn)
       yield* held.release
       assert.strictEqual(yield* counter(ConnectionPool.metrics.destroyed, { reason: "invalidated" }), 1)
+    }).pipe(Effect.scoped))
+})
+
+describe("ConnectionPool: SessionHooks", () => {
+  it.effect("connectOptions reach connect; onSession runs in the session's scope before it is lent", () =>
+    Effect.gen(function*() {
+      const fakes = makeFakes()
+      const seen: Array<string> = []
+      const options: Array<unknown> = []
+      const connect: ConnectionPool.Connect = (name, config, opts) => {
+        options.push(opts)
+        return fakes.connect(name, config, opts)
+      }
+      const hooks: SessionHooksShape = {
+        connectOptions: (server) => ({ clientInfo: { name: `keel-${server}`, version: "1" } }) as ConnectOptions,
+        onSession: (server, _config, connection) =>
+          Effect.andThen(
+            Effect.sync(() => seen.push(`open ${server} ${fakeId(connection)}`)),
+            Effect.addFinalizer(() => Effect.sync(() => seen.push(`close ${server} ${fakeId(connection)}`)))
+          )
+      }
+      const scope = yield* Scope.make()
+      const pool = yield* ConnectionPool.make({ pingAfterIdle: null }, { connect }).pipe(
+        Scope.provide(scope),
+        Effect.provideService(SessionHooks, hooks)
+      )
+      yield* pool.add("a", cfg)
+      const lentAfterHook = yield* pool.use("a", (c) => Effect.sync(() => seen.includes(`open a ${fakeId(c)}`)))
+      assert.isTrue(lentAfterHook)
+      assert.deepStrictEqual(options, [{ clientInfo: { name: "keel-a", version: "1" } }])
+      // the hook's scope is the session's: it closes with the session
+      const id = yield* pool.use("a", (c) => Effect.succeed(fakeId(c)))
+      yield* pool.invalidate("a", fakes.state.live.get(id)!)
+      yield* settle
+      assert.deepStrictEqual(seen, [`open a ${id}`, `close a ${id}`])
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.effect("with no SessionHooks provided the pool opens plain sessions", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup()
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void)
+      assert.strictEqual(state.created, 1)
+    }).pipe(Effect.scoped))
+})
+
+describe("ConnectionPool: balance", () => {
+  const spread = (balance: "least-loaded" | "fill-first") =>
+    Effect.gen(function*() {
+      const { pool } = yield* setup({ maxConnections: 3, minIdle: 3, maxRequestsPerConnection: 8, balance })
+      yield* pool.add("a", cfg)
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).idle, 3)
+      const held = []
+      for (let i = 0; i < 6; i++) held.push(yield* hold(pool, "a"))
+      const perConn = new Map<number, number>()
+      for (const h of held) perConn.set(fakeId(h.conn), (perConn.get(fakeId(h.conn)) ?? 0) + 1)
+      for (const h of held) yield* h.release
+      return [...perConn.values()].sort()
+    }).pipe(Effect.scoped)
+
+  it.effect("least-loaded (the default) spreads borrowers over the open sessions", () =>
+    Effect.map(spread("least-loaded"), (counts) => assert.deepStrictEqual(counts, [2, 2, 2])))
+
+  it.effect("fill-first (Effect Pool's order) fills one session before the next", () =>
+    Effect.map(spread("fill-first"), (counts) => assert.deepStrictEqual(counts, [6])))
+})
+
+describe("ConnectionPool: the child cap holds while Effect's Pool replaces a lent session", () => {
+  it.effect("invalidating a lent session: its replacement connects only after the old child exited", () =>
+    Effect.gen(function*() {
+      const { pool, state, liveOf } = yield* setup({ maxConnections: 1, maxRequestsPerConnection: 1, acquireTimeout: "1 minute" })
+      yield* pool.add("a", cfg)
+      const held = yield* hold(pool, "a")
+      yield* pool.invalidate("a", held.conn)
+      const waiter = yield* Effect.forkChild(pool.use("a", (c) => Effect.succeed(fakeId(c))))
+      yield* settle
+      // Effect's Pool wants a replacement now; the permit keeps it from connecting while the old child lives
+      assert.strictEqual(state.created, 1)
+      assert.strictEqual(liveOf("a").length, 1)
+      assert.strictEqual((yield* pool.stats("a")).pending, 1)
+      yield* held.release
+      const id = yield* Fiber.join(waiter)
+      assert.notStrictEqual(id, fakeId(held.conn))
+      assert.strictEqual(state.peakLivePerServer.get("a"), 1)
+      assert.strictEqual((yield* pool.stats("a")).destroyed.invalidated, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("a lent session expiring under load never takes the server past maxConnections children", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({
+        maxConnections: 2,
+        maxRequestsPerConnection: 1,
+        maxLifetime: "10 seconds",
+        lifetimeJitter: 0,
+        acquireTimeout: "1 hour"
+      })
+      yield* pool.add("a", cfg)
+      const fibers = yield* Effect.forEach(
+        Array.from({ length: 12 }),
+        () => Effect.forkChild(pool.use("a", () => Effect.sleep("4 seconds")))
+      )
+      for (let i = 0; i < 40; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      yield* Fiber.joinAll(fibers)
+      assert.isAbove((yield* pool.stats("a")).destroyed.lifetime, 0)
+      assert.strictEqual(state.peakLivePerServer.get("a"), 2)
     }).pipe(Effect.scoped))
 })
