@@ -114,4 +114,37 @@ describe("ConnectionPool with demo-server children", () => {
       }, 5_000, "live children equal the pool's count")
       assert.isAtMost((yield* pool.stats("demo")).created, 2)
     }).pipe(Effect.scoped))
+
+  it.live("invalidating busy sessions under load never takes the live children past maxConnections", () =>
+    Effect.gen(function*() {
+      const marker = uniqueMarker("pool-invalidate-cap")
+      const pool = yield* ConnectionPool.make({ maxConnections: 2, maxRequestsPerConnection: 1, pingAfterIdle: null })
+      yield* pool.add("demo", stdio(marker))
+      let peak = 0
+      let sampling = true
+      const sampler = yield* Effect.forkChild(Effect.whileLoop({
+        while: () => sampling,
+        body: () =>
+          Effect.andThen(
+            Effect.sync(() => {
+              peak = Math.max(peak, pidsWithMarker(marker).length)
+            }),
+            Effect.sleep(5)
+          ),
+        step: () => {}
+      }))
+      // 8 calls of 150 ms through 2 sessions; each call invalidates its own session while still using it,
+      // so Effect's Pool wants a replacement while the old child is busy
+      const calls = yield* Effect.forEach(Array.from({ length: 8 }), () =>
+        Effect.forkChild(pool.use("demo", (c) =>
+          Effect.andThen(pool.invalidate("demo", c), c.callTool("slow", { ms: 150 })))))
+      yield* Fiber.joinAll(calls)
+      sampling = false
+      yield* Fiber.join(sampler)
+      const s = yield* pool.stats("demo")
+      assert.strictEqual(s.destroyed.invalidated, 8)
+      assert.isAtLeast(s.created, 8)
+      assert.isAtLeast(peak, 1)
+      assert.isAtMost(peak, 2)
+    }).pipe(Effect.scoped))
 })
