@@ -9,8 +9,8 @@
  *    (the lower bound of the packages' `engines`).
  * 3. `consumer/main.mjs` (JavaScript) runs on the repo's Node 22 and on that lowest Node: a McpClientManager
  *    from an `mcpServers` config naming server-memory, PrometheusMetrics, list, two calls, a /metrics scrape.
- * 4. `tsc --noEmit` (NodeNext, strict) type-checks `consumer/typed.ts` and the README's TypeScript snippets
- *    of "Install" and "Use it" against the published .d.ts, with the repo's strict flags; typed.ts fails if
+ * 4. `tsc --noEmit` (NodeNext, strict) type-checks `consumer/typed.mts` and the README's TypeScript snippets
+ *    of "Install" and "Use it" against the published .d.ts, with the repo's strict flags; typed.mts fails if
  *    a published type resolves to `any`.
  */
 import { type SpawnSyncOptions, spawnSync } from "node:child_process"

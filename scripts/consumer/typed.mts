@@ -1,5 +1,6 @@
 // Type-checked (never run) by scripts/consumer.test.ts against the published .d.ts, with `tsc --noEmit`
 // (NodeNext, strict; see tsconfig.json). Beside it the test type-checks the README's TypeScript snippets.
+// It is .mts so that the workspace's own type-check (scripts/**/*.ts, no tarballs installed) leaves it alone.
 import { CircuitOpenError, McpClientManager } from "@keel/core"
 import * as CircuitBreaker from "@keel/core/CircuitBreaker"
 import { PrometheusMetrics } from "@keel/prometheus"
