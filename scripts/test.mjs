@@ -2,7 +2,7 @@
 // The README's test command (`npm test`) lands here after `scripts/setup.mjs`.
 // Runs every vitest project (the typecheck is one of the tests, see scripts/typecheck.test.ts),
 // writes vitest's JSON report, and ends with one plain line: `N passed, N failed`.
-import { spawnSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import { readFileSync, rmSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -11,11 +11,15 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 const report = join(root, ".vitest-results.json")
 rmSync(report, { force: true })
 
-const vitest = join(root, "node_modules", ".bin", "vitest")
-const run = spawnSync(vitest, ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)], {
+// vitest's own entry on this Node (not node_modules/.bin/vitest, whose pnpm shim goes through the `node` shell
+// shim that does not pass signals on); SIGINT/SIGTERM/SIGHUP sent to this process are passed on to vitest.
+const vitest = join(root, "node_modules", "vitest", "vitest.mjs")
+const child = spawn(process.execPath, [vitest, "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)], {
   cwd: root,
   stdio: "inherit"
 })
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal))
+const run = await new Promise((resolve) => child.on("exit", (status, signal) => resolve({ status, signal })))
 
 let passed = 0
 let failed = 0

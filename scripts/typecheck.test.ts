@@ -6,7 +6,7 @@ const root = join(import.meta.dirname, "..")
 
 describe("workspace", () => {
   it("type-checks every package, example and benchmark (strict, NodeNext)", () => {
-    const tsc = spawnSync(join(root, "node_modules", ".bin", "tsc"), ["-p", join(root, "tsconfig.json")], {
+    const tsc = spawnSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", join(root, "tsconfig.json")], {
       cwd: root,
       encoding: "utf8"
     })
