@@ -8,14 +8,18 @@
  *  1. a new connection per call (spawn + initialize + `echo` + close) vs a pooled call (`pool.use` + `echo`
  *     on a warm session), and the ratio;
  *  2. the warm acquire+release cost alone (`pool.use(server, () => Effect.void)`), per-op samples in µs;
- *  3. `callTool` throughput with 32 concurrent callers and pool sizes 1, 2 and 4.
+ *  3. `callTool` throughput with 32 concurrent callers and pool sizes 1, 2 and 4;
+ *  4. beside the warm acquire+release, a bare Effect `Pool.use` and a `Map` lookup + `Pool.use` (what the
+ *     pool is built on), timed the same way in the same process;
+ *  5. `balance: "fill-first"` (Effect `Pool`'s order) vs `"least-loaded"` on the demo server's `work` tool
+ *     (each call burns WORK_MS of the server's CPU), 4 warm sessions, 1 to 32 concurrent callers.
  * Prints a markdown table and writes bench/RESULTS-connection-pool.md. Every number comes from this run.
  */
 import { execSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { cpus } from "node:os"
 import { fileURLToPath } from "node:url"
-import { Effect } from "effect"
+import { Effect, Pool } from "effect"
 import { demoStdio } from "../packages/demo-server/src/index.ts"
 import * as ConnectionPool from "../packages/core/src/ConnectionPool.ts"
 import { McpClient } from "../packages/core/src/McpClient.ts"
@@ -30,6 +34,10 @@ const POOLED_CALLS = 2_000
 const ACQUIRE_SAMPLES = 200_000
 const THROUGHPUT_MS = 2_500
 const CALLERS = 32
+const WORK_MS = 4
+const WORK_RUN_MS = 2_000
+const WORK_CONCURRENCY = [1, 2, 4, 8, 32] as const
+const WORK_SESSIONS = 4
 
 const servers: ReadonlyArray<{ readonly label: string; readonly config: ServerConfig }> = [
   { label: "demo server", config: { type: "stdio", ...demoStdio({ name: "keel-bench-pool" }) } },
@@ -122,8 +130,52 @@ const acquireRelease = Effect.gen(function*() {
   const t0 = performance.now()
   for (let i = 0; i < batchOps; i++) yield* pool.use("bench", body)
   const batchedUs = ((performance.now() - t0) * 1_000) / batchOps
-  return { samples, baseline, batchedUs }
+  // the same loop over a bare Effect Pool (what each server's sessions live in), and with a Map lookup
+  const bare = yield* Pool.make({ acquire: Effect.succeed({ id: 1 }), size: 1, concurrency: 32 })
+  const byName = new Map([["bench", bare]])
+  const poolBody = () => Effect.void
+  for (let i = 0; i < 20_000; i++) yield* Pool.use(bare, poolBody)
+  const bareSamples: Array<number> = []
+  const mapSamples: Array<number> = []
+  for (let i = 0; i < ACQUIRE_SAMPLES; i++) {
+    const t1 = performance.now()
+    yield* Pool.use(bare, poolBody)
+    bareSamples.push((performance.now() - t1) * 1_000)
+  }
+  for (let i = 0; i < ACQUIRE_SAMPLES; i++) {
+    const t1 = performance.now()
+    yield* Pool.use(byName.get("bench")!, poolBody)
+    mapSamples.push((performance.now() - t1) * 1_000)
+  }
+  return { samples, baseline, batchedUs, bareSamples, mapSamples }
 }).pipe(Effect.scoped)
+
+/** `work` calls (WORK_MS of server CPU each) through WORK_SESSIONS warm sessions, `callers` at once. */
+const balanced = (balance: "fill-first" | "least-loaded", callers: number) =>
+  Effect.gen(function*() {
+    const pool = yield* ConnectionPool.make({
+      maxConnections: WORK_SESSIONS,
+      minIdle: WORK_SESSIONS,
+      maxRequestsPerConnection: CALLERS,
+      balance
+    })
+    yield* pool.add("bench", servers[0]!.config)
+    while ((yield* pool.stats("bench")).idle < WORK_SESSIONS) yield* Effect.sleep(20)
+    for (let i = 0; i < 20; i++) yield* pool.use("bench", (c) => c.callTool("work", { ms: WORK_MS }))
+    const latencies: Array<number> = []
+    const deadline = performance.now() + WORK_RUN_MS
+    const caller = Effect.gen(function*() {
+      while (performance.now() < deadline) {
+        const t0 = performance.now()
+        yield* pool.use("bench", (c) => c.callTool("work", { ms: WORK_MS }))
+        latencies.push(performance.now() - t0)
+      }
+    })
+    const t0 = performance.now()
+    yield* Effect.all(Array.from({ length: callers }, () => caller), { concurrency: "unbounded", discard: true })
+    const elapsed = (performance.now() - t0) / 1_000
+    return { balance, callers, callsPerSec: latencies.length / elapsed, p50: median(latencies), p99: quantile(latencies, 0.99) }
+  }).pipe(Effect.scoped)
 
 const program = Effect.gen(function*() {
   const started = performance.now()
@@ -136,10 +188,16 @@ const program = Effect.gen(function*() {
     results.push({ label: s.label, spawnMs, pooledUs, throughput: tp })
   }
   const ar = yield* acquireRelease
-  return { results, ar, seconds: (performance.now() - started) / 1_000 }
+  // fill-first and least-loaded interleaved per concurrency, so drift on the shared machine hits both
+  const balance: Array<{ readonly balance: string; readonly callers: number; readonly callsPerSec: number; readonly p50: number; readonly p99: number }> = []
+  for (const callers of WORK_CONCURRENCY) {
+    balance.push(yield* balanced("fill-first", callers))
+    balance.push(yield* balanced("least-loaded", callers))
+  }
+  return { results, ar, balance, seconds: (performance.now() - started) / 1_000 }
 })
 
-const { results, ar, seconds } = await Effect.runPromise(program)
+const { results, ar, balance, seconds } = await Effect.runPromise(program)
 
 const cpuModel = cpus()[0]?.model ?? "unknown"
 const nproc = execSync("nproc").toString().trim()
@@ -159,6 +217,8 @@ lines.push(`| median (per-op samples, n=${fmt0(ar.samples.length)}) | ${fmt(arMe
 lines.push(`| p99 | ${fmt(quantile(ar.samples, 0.99))} |`)
 lines.push(`| timer + loop overhead alone (median, included above) | ${fmt(median(ar.baseline))} |`)
 lines.push(`| mean over a batch of 100,000 (one timer) | ${fmt(ar.batchedUs)} |`)
+lines.push(`| for comparison, bare Effect \`Pool.use\` (median, same loop) | ${fmt(median(ar.bareSamples))} |`)
+lines.push(`| for comparison, \`Map\` lookup + \`Pool.use\` (median, same loop) | ${fmt(median(ar.mapSamples))} |`)
 for (const r of results) {
   lines.push(`| new connection per call / warm acquire+release, ${r.label} | ${fmt0((median(r.spawnMs) * 1_000) / arMedian)}× |`)
 }
@@ -167,6 +227,17 @@ lines.push(`| \`callTool\` echo, ${CALLERS} concurrent callers, ${THROUGHPUT_MS 
 lines.push("| --- | ---: | ---: | ---: |")
 for (const r of results) {
   lines.push(`| ${r.label} (calls/s) | ${r.throughput.map((t) => fmt0(t.callsPerSec)).join(" | ")} |`)
+}
+lines.push("")
+lines.push(`| \`work\` (${WORK_MS} ms of server CPU per call), ${WORK_SESSIONS} warm sessions, ${WORK_RUN_MS / 1_000} s each | fill-first calls/s | least-loaded calls/s | fill-first p50 / p99 ms | least-loaded p50 / p99 ms |`)
+lines.push("| --- | ---: | ---: | ---: | ---: |")
+for (const callers of WORK_CONCURRENCY) {
+  const ff = balance.find((b) => b.balance === "fill-first" && b.callers === callers)!
+  const ll = balance.find((b) => b.balance === "least-loaded" && b.callers === callers)!
+  lines.push(
+    `| ${callers} concurrent caller${callers === 1 ? "" : "s"} | ${fmt0(ff.callsPerSec)} | ${fmt0(ll.callsPerSec)} | ` +
+      `${fmt(ff.p50, 1)} / ${fmt(ff.p99, 1)} | ${fmt(ll.p50, 1)} / ${fmt(ll.p99, 1)} |`
+  )
 }
 const table = lines.join("\n")
 const machine = `nproc ${nproc}; node ${process.version}; CPU ${cpuModel}; run took ${fmt(seconds, 1)} s`
@@ -192,6 +263,10 @@ from the same run.
 - *throughput*: ${CALLERS} fibers calling \`echo\` through \`pool.use\` in a loop; the pool holds 1, 2 or 4 warm
   sessions (\`minIdle\` = \`maxConnections\`, \`maxRequestsPerConnection\` ${CALLERS}: callers spread over the
   least-loaded session).
+- *bare \`Pool.use\`*: Effect's own pool with one ready item, the loop and timer of the warm row.
+- *fill-first vs least-loaded*: the demo server's \`work\` tool burns ${WORK_MS} ms of the server process's CPU per
+  call; ${WORK_SESSIONS} warm sessions (4 child processes), \`maxRequestsPerConnection\` ${CALLERS}; N fibers call it in
+  a loop for ${WORK_RUN_MS / 1_000} s; the two orders alternate per concurrency.
 
 ${table}
 `

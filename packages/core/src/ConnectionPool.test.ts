@@ -698,6 +698,46 @@ describe("ConnectionPool: start-up, failures, remove and close", () => {
       assert.strictEqual(state.created - state.closed, 1)
     }).pipe(Effect.scoped))
 
+  it.effect("remove during a connect: remove waits for the connect to end, closes its session, the waiter gets PoolClosedError", () =>
+    Effect.gen(function*() {
+      const { pool, state, liveOf } = yield* setup()
+      yield* pool.add("a", cfg)
+      const gate = yield* Deferred.make<void>()
+      state.gate = gate
+      const waiter = yield* Effect.forkChild(Effect.flip(pool.use("a", () => Effect.void)))
+      yield* settle
+      assert.strictEqual(state.connecting, 1)
+      assert.strictEqual((yield* pool.stats("a")).pending, 1)
+      // The fake's connect is an uninterruptible acquire (as a spawn is): remove must wait for it to end.
+      const removing = yield* Effect.forkChild(pool.remove("a"))
+      yield* settle
+      assert.isUndefined(removing.pollUnsafe())
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(removing)
+      const e = yield* Fiber.join(waiter)
+      assert.strictEqual(e._tag, "PoolClosedError")
+      assert.strictEqual(state.connecting, 0)
+      assert.strictEqual(liveOf("a").length, 0)
+      assert.strictEqual(state.created, state.closed)
+    }).pipe(Effect.scoped))
+
+  it.effect("a waiter of a replaced config is served by the new config's sessions", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxConnections: 1, maxRequestsPerConnection: 1, acquireTimeout: "1 minute" })
+      yield* pool.add("a", cfg)
+      const held = yield* hold(pool, "a")
+      const waiter = yield* Effect.forkChild(pool.use("a", (c) => Effect.succeed(fakeId(c))))
+      yield* settle
+      yield* pool.add("a", { type: "stdio", command: "fake2" }, { maxConnections: 2 })
+      const id = yield* Fiber.join(waiter)
+      assert.notStrictEqual(id, fakeId(held.conn))
+      assert.strictEqual(state.created, 2)
+      yield* held.release
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).destroyed.replaced, 1)
+      assert.strictEqual(state.live.size, 1)
+    }).pipe(Effect.scoped))
+
   it.effect("add with an existing name replaces its config and drains the old sessions", () =>
     Effect.gen(function*() {
       const { pool, state } = yield* setup()
@@ -771,7 +811,7 @@ describe("ConnectionPool: SessionHooks", () => {
         return fakes.connect(name, config, opts)
       }
       const hooks: SessionHooksShape = {
-        connectOptions: (server) => ({ clientInfo: { name: `keel-${server}`, version: "1" } }) as ConnectOptions,
+        connectOptions: (server): ConnectOptions => ({ sdkOptions: { enforceStrictCapabilities: server === "a" } }),
         onSession: (server, _config, connection) =>
           Effect.andThen(
             Effect.sync(() => seen.push(`open ${server} ${fakeId(connection)}`)),
@@ -786,7 +826,7 @@ describe("ConnectionPool: SessionHooks", () => {
       yield* pool.add("a", cfg)
       const lentAfterHook = yield* pool.use("a", (c) => Effect.sync(() => seen.includes(`open a ${fakeId(c)}`)))
       assert.isTrue(lentAfterHook)
-      assert.deepStrictEqual(options, [{ clientInfo: { name: "keel-a", version: "1" } }])
+      assert.deepStrictEqual(options, [{ sdkOptions: { enforceStrictCapabilities: true } }])
       // the hook's scope is the session's: it closes with the session
       const id = yield* pool.use("a", (c) => Effect.succeed(fakeId(c)))
       yield* pool.invalidate("a", fakes.state.live.get(id)!)

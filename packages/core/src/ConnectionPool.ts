@@ -889,7 +889,9 @@ const leaseSlow = (p: PoolState, s: ServerState, restore: Restore): Effect.Effec
       })
       return Effect.flatMap(Effect.exit(restore(bounded)), (exit): Effect.Effect<Lease, PoolError> => {
         if (exit._tag === "Failure") {
-          const shutDown = g.pool.state.isShuttingDown && Cause.hasInterruptsOnly(exit.cause)
+          // Interrupted because this `Pool` is going away (shut down, or its connect interrupted by a
+          // `remove` / replacement just before the shutdown reached its waiters), not by the caller.
+          const shutDown = Cause.hasInterruptsOnly(exit.cause) && (g.pool.state.isShuttingDown || !s.generations.has(g))
           return Effect.andThen(
             Scope.close(scope, exit),
             shutDown ? (s.closed ? Effect.fail(closedError(p, s)) : attempt) : Effect.failCause(exit.cause)
@@ -1150,6 +1152,9 @@ const add = (
           Effect.map(makeGeneration(p, s, config, r), (g) => {
             const old = s.current
             s.current = g
+            // Out of `generations` first, so the old `Pool`'s replacements for the sessions retired below
+            // do not connect (see `openSession`).
+            s.generations.delete(old)
             for (const session of Array.from(s.sessions)) {
               if (session.generation === old) retire(p, s, session, "replaced")
             }
