@@ -228,7 +228,12 @@ const commands = fc.commands(
   { maxCommands: 80, size: "large" }
 )
 
-const setup = async (max: Record<Server, number>, concurrency: Record<Server, number>, minIdle: number): Promise<Real> => {
+const setup = async (
+  max: Record<Server, number>,
+  concurrency: Record<Server, number>,
+  minIdle: number,
+  balance: "least-loaded" | "fill-first"
+): Promise<Real> => {
   const scope = Scope.makeUnsafe()
   const clock = await Effect.runPromise(TestClock.make().pipe(Scope.provide(scope)))
   const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(effect.pipe(Effect.provideService(Clock.Clock, clock)))
@@ -283,6 +288,7 @@ const setup = async (max: Record<Server, number>, concurrency: Record<Server, nu
         acquireTimeout: "2 minutes",
         pingAfterIdle: "30 seconds",
         minIdle,
+        balance,
         housekeepingInterval: "5 seconds"
       },
       { connect }
@@ -304,9 +310,10 @@ describe("ConnectionPool: model-based", () => {
         perServer(fc.integer({ min: 1, max: 3 })),
         perServer(fc.integer({ min: 1, max: 2 })),
         fc.integer({ min: 0, max: 1 }),
+        fc.constantFrom("least-loaded" as const, "fill-first" as const),
         commands,
-        async (max, concurrency, minIdle, cmds) => {
-          const real = await setup(max, concurrency, minIdle)
+        async (max, concurrency, minIdle, balance, cmds) => {
+          const real = await setup(max, concurrency, minIdle, balance)
           try {
             await fc.asyncModelRun(() => ({ model: { dead: new Set<number>(), loud: new Set<number>() }, real }), cmds)
             // release every holder: active returns to 0
