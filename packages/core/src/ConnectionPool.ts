@@ -365,10 +365,11 @@ export const metrics = {
 } as const
 
 /**
- * A plain read of one server's sub-pool (the seed's `GetMetrics()`).
+ * A plain read of one server's sessions (the seed's `GetMetrics()`).
  *
- * - `total`: sessions open (including draining ones), `active`: lent to ≥ 1 borrower, `idle`: lent to
- *   none, `starting`: being connected, `pending`: borrowers waiting, `leases`: borrows outstanding.
+ * - `total`: sessions open, i.e. live children (including draining ones, not those being closed),
+ *   `active`: lent to ≥ 1 borrower, `idle`: lent to none and not retiring, `starting`: being connected
+ *   (holding a permit), `pending`: borrowers waiting, `leases`: borrows outstanding.
  * - counters since the server was added: `acquired`, `released`, `created`, `destroyed` by reason,
  *   `timeouts`, `waits` (borrows that had to wait), `connectFailures`.
  *
