@@ -1,0 +1,36 @@
+/**
+ * The vitest config of `npm run mutation` (stryker.config.mjs): only the fast unit tests of core's state
+ * machines and hot path (TestClock, fake sessions, model tests against reference models). No real child
+ * processes, sockets, examples or conformance: `*.mcp.test.ts`, `McpClient*.test.ts` and the other projects
+ * are left out, so each mutant costs well under a second of tests.
+ */
+import { defineConfig } from "vitest/config"
+
+export const mutationTests = [
+  "src/CircuitBreakerMachine.test.ts",
+  "src/CircuitBreaker.test.ts",
+  "src/CircuitBreaker.model.test.ts",
+  "src/CircuitBreaker.contention.test.ts",
+  "src/EvictionPolicy.test.ts",
+  "src/KeyedCache.test.ts",
+  "src/ToolCache.test.ts",
+  "src/ConnectionPool.test.ts",
+  "src/ConnectionPool.model.test.ts",
+  "src/*.mutants.test.ts"
+]
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "core",
+          root: "packages/core",
+          include: mutationTests
+        }
+      }
+    ],
+    testTimeout: 30_000,
+    hookTimeout: 30_000
+  }
+})
