@@ -1,7 +1,8 @@
 /**
  * PrometheusText writes exactly what the exporter's own PrometheusSerializer writes, for the same
- * collected metrics: fixed cases (escaping, prefixes, scope labels, every metric kind) and a property
- * over random names and label values.
+ * collected metrics: fixed cases (escaping, prefixes, scope labels, every metric kind), a property
+ * over random names and label values, and a property over a sequence of scrapes through one cached
+ * `Serializer` while series change value, appear and disappear between scrapes.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Resource from "@effect/opentelemetry/Resource"
@@ -81,6 +82,91 @@ describe("PrometheusText", () => {
           }
         ),
         { numRuns: 80 }
+      )
+    ))
+
+  it.effect("a Serializer's chunks concatenate to the page, none far above ChunkSize", () =>
+    Effect.gen(function*() {
+      const rm = yield* collectWith(Effect.forEach(Array.from({ length: 3000 }, (_, i) => i), (i) =>
+        Metric.update(Metric.withAttributes(Metric.histogram("h", { boundaries: [1, 10] }), { tool: `t${i}` }), i), { discard: true }))
+      const chunks = [...new PrometheusText.Serializer().chunks(rm)]
+      assert.isAbove(chunks.length, 3)
+      assert.strictEqual(chunks.join(""), new PrometheusSerializer("", false).serialize(rm))
+      for (const c of chunks) assert.isBelow(c.length, PrometheusText.ChunkSize + 1024)
+    }))
+
+  it.effect("attribute sets whose separators collide keep their own label text in the cache", () =>
+    Effect.gen(function*() {
+      const rm = yield* collectWith(Effect.gen(function*() {
+        const g = Metric.gauge("g")
+        yield* Metric.update(Metric.withAttributes(g, { a: "x1:b1:y" }), 1)
+        yield* Metric.update(Metric.withAttributes(g, { a: "x", b: "y" }), 2)
+      }))
+      const serializer = new PrometheusText.Serializer()
+      for (let i = 0; i < 2; i++) assert.strictEqual(serializer.serialize(rm), new PrometheusSerializer("", false).serialize(rm))
+    }))
+
+  it.effect("a cached Serializer stays identical to the exporter's serializer across scrapes while series change, appear and disappear (property)", () =>
+    Effect.promise(() =>
+      fc.assert(
+        fc.asyncProperty(
+          fc.array(
+            fc.record({
+              updates: fc.array(
+                fc.record({
+                  metric: fc.nat({ max: 5 }),
+                  label: fc.constantFrom("a", "b", "x.y"),
+                  value: fc.constantFrom("v", "w", "we\"ird\n", "", "1"),
+                  x: fc.oneof(fc.constant(0), fc.double({ min: -5, max: 50, noNaN: true }))
+                }),
+                { maxLength: 8 }
+              ),
+              // series to drop from the registry before this scrape (indices into its keys)
+              removals: fc.array(fc.nat({ max: 20 }), { maxLength: 3 })
+            }),
+            { minLength: 1, maxLength: 6 }
+          ),
+          async (steps) => {
+            const registry = new Map()
+            const metrics = [
+              Metric.counter("calls", { incremental: true }),
+              Metric.counter("updown"),
+              Metric.gauge("level"),
+              Metric.histogram("latency_seconds", { boundaries: [0.1, 1, 10] }),
+              Metric.histogram("other", { boundaries: [5] }),
+              Metric.frequency("words")
+            ]
+            const pages = await Effect.runPromise(Effect.gen(function*() {
+              const exporter = new PrometheusExporter({ preventServerStart: true })
+              yield* MetricExport.register([exporter], { prometheusNames: true }).pipe(
+                Effect.provide(Resource.layer({ serviceName: "keel-test", serviceVersion: "1.2.3" }))
+              )
+              const options = [
+                { prefix: "", withoutScopeInfo: true, withoutTargetInfo: false },
+                { prefix: "app", withoutScopeInfo: false, withoutTargetInfo: true }
+              ]
+              const serializers = options.map((o) => new PrometheusText.Serializer(o))
+              const out: Array<[string, string]> = []
+              for (const step of steps) {
+                const keys = [...registry.keys()]
+                for (const r of step.removals) if (keys.length > 0) registry.delete(keys[r % keys.length])
+                for (const u of step.updates) {
+                  const m = metrics[u.metric]!
+                  const tagged = Metric.withAttributes(m as Metric.Metric<unknown, unknown>, { [u.label]: u.value })
+                  yield* Metric.update(tagged, u.metric === 5 ? u.value || "empty" : u.x)
+                }
+                const { resourceMetrics } = yield* Effect.promise(() => exporter.collect())
+                options.forEach((o, i) => {
+                  const otel = new PrometheusSerializer(o.prefix, false, undefined, o.withoutTargetInfo, o.withoutScopeInfo)
+                  out.push([serializers[i]!.serialize(resourceMetrics), otel.serialize(resourceMetrics)])
+                })
+              }
+              return out
+            }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, registry)))
+            for (const [keel, otel] of pages) assert.strictEqual(keel, otel)
+          }
+        ),
+        { numRuns: 60 }
       )
     ))
 })

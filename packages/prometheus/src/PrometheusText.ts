@@ -12,6 +12,13 @@
  * Supports what the layer configures: a prefix, with or without scope labels, no timestamps, no
  * resource constant labels.
  *
+ * For repeated scrapes, a {@link Serializer} keeps each series' label text (and the `_bucket{...,le="x"} `
+ * prefixes of a histogram series) between scrapes, and each series' whole text with the values it was
+ * written from: a series whose values did not change is copied, one whose values changed is rewritten
+ * from its cached prefixes, one that disappeared is dropped from the cache. It writes the page as a
+ * sequence of chunks of at most about {@link ChunkSize} characters, family by family, so a server can
+ * stream (and compress) the page instead of building one string.
+ *
  * @since 0.1.0
  */
 import type { Attributes, AttributeValue } from "@opentelemetry/api"
@@ -80,44 +87,6 @@ const leLabel = (bound: number | undefined): string => {
   return out
 }
 
-const serializeMetric = (data: MetricData, prefix: string, extra: string): string => {
-  let name = sanitize(escapeString(data.descriptor.name))
-  if (prefix.length > 0) name = `${prefix}${name}`
-  if (name === "" || name === "_") return ""
-  if (name[0]! >= "0" && name[0]! <= "9") name = `_${name}`
-  if (!name.endsWith("_total") && data.dataPointType === DataPointType.SUM && data.isMonotonic) name += "_total"
-  let out = `# HELP ${name} ${escapeString(data.descriptor.description || "description missing")}`
-  if (data.descriptor.unit) out += `\n# UNIT ${name} ${escapeString(data.descriptor.unit)}`
-  out += `\n# TYPE ${name} ${promType(data)}\n`
-  if (data.dataPointType === DataPointType.SUM || data.dataPointType === DataPointType.GAUGE) {
-    for (const point of data.dataPoints) {
-      const labels = labelString(point.attributes, extra)
-      out += labels.length > 0 ? `${name}{${labels}} ${valueString(point.value as number)}\n` : `${name} ${valueString(point.value as number)}\n`
-    }
-  } else if (data.dataPointType === DataPointType.HISTOGRAM) {
-    const bucketName = `${name}_bucket{`
-    for (const point of data.dataPoints) {
-      const h = point.value as Histogram
-      const labels = labelString(point.attributes, extra)
-      const braces = labels.length > 0 ? `{${labels}}` : ""
-      out += `${name}_count${braces} ${valueString(h.count)}\n`
-      if (h.sum != null) out += `${name}_sum${braces} ${valueString(h.sum)}\n`
-      const prefixLabels = labels.length > 0 ? `${labels},` : ""
-      const { boundaries, counts } = h.buckets
-      let cumulative = 0
-      let infinite = false
-      for (let i = 0; i < counts.length; i++) {
-        cumulative += counts[i]!
-        const bound = boundaries[i]
-        if (bound === undefined && infinite) break
-        if (bound === Number.POSITIVE_INFINITY) infinite = true
-        out += `${bucketName}${prefixLabels}${leLabel(bound)}} ${valueString(cumulative)}\n`
-      }
-    }
-  }
-  return out.trim()
-}
-
 /**
  * Options of {@link serialize}: `prefix` (without the trailing `_`), `withoutScopeInfo` and
  * `withoutTargetInfo`, as for the `PrometheusExporter`.
@@ -131,29 +100,249 @@ export interface SerializeOptions {
 }
 
 /**
- * The Prometheus text exposition of `resourceMetrics`.
+ * The size (in UTF-16 code units) above which {@link Serializer.chunks} starts a new chunk.
  *
  * @since 0.1.0
  */
-export const serialize = (resourceMetrics: ResourceMetrics, options: SerializeOptions = {}): string => {
-  const prefix = options.prefix ? `${options.prefix}_` : ""
-  let body = ""
-  for (const scopeMetrics of resourceMetrics.scopeMetrics) {
-    let extra = ""
-    if (!options.withoutScopeInfo) {
-      const scope: Attributes = { "otel.scope.name": scopeMetrics.scope.name }
-      if (scopeMetrics.scope.schemaUrl) scope["otel.scope.schema_url"] = scopeMetrics.scope.schemaUrl
-      if (scopeMetrics.scope.version) scope["otel.scope.version"] = scopeMetrics.scope.version
-      extra = labelString(scope, "")
-    }
-    for (const metric of scopeMetrics.metrics) {
-      const text = serializeMetric(metric, prefix, extra)
-      if (text) body += `${text}\n`
-    }
-  }
-  if (body === "") body = "# no registered metrics"
-  if (options.withoutTargetInfo) return body
-  const resourceLabels = labelString(resourceMetrics.resource.attributes, "")
-  const target = resourceLabels.length > 0 ? `target_info{${resourceLabels}} 1` : "target_info 1"
-  return `# HELP target_info Target metadata\n# TYPE target_info gauge\n${target}\n${body}`
+export const ChunkSize = 64 * 1024
+
+/** One series of a family, as written at the last scrape. */
+interface SeriesEntry {
+  /** Sample-line prefixes: `name{labels} ` for a sum/gauge; `_count`, `_sum`, then one per bucket. */
+  readonly prefixes: Array<string>
+  /** The boundaries the bucket prefixes were built for (histograms). */
+  readonly boundaries: ReadonlyArray<number> | undefined
+  /** The values the text was written from: the value; or count, sum (NaN for none), bucket counts. */
+  values: Array<number>
+  text: string
+  generation: number
 }
+
+interface FamilyCache {
+  /** The family's name and scope labels the entries were built for. */
+  readonly name: string
+  readonly extra: string
+  readonly series: Map<string, SeriesEntry>
+}
+
+/**
+ * A key for a data point's attributes: each name and value (as its label text is made of) prefixed with
+ * its length, so no two attribute sets whose label text differs share a key, whatever characters the
+ * (untrusted) values hold.
+ */
+const attributesKey = (attributes: Attributes): string => {
+  let key = ""
+  for (const k in attributes) {
+    const v = attributes[k]
+    const s = typeof v === "string" ? v : v === undefined ? "" : JSON.stringify(v)
+    key += `${k.length}:${k}${s.length}:${s}`
+  }
+  return key
+}
+
+const sameNumbers = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false
+  return true
+}
+
+/** The family name of a metric, as the exporter writes it, or "" when the exporter skips the metric. */
+const familyName = (data: MetricData, prefix: string): string => {
+  let name = sanitize(escapeString(data.descriptor.name))
+  if (prefix.length > 0) name = `${prefix}${name}`
+  if (name === "" || name === "_") return ""
+  if (name[0]! >= "0" && name[0]! <= "9") name = `_${name}`
+  if (!name.endsWith("_total") && data.dataPointType === DataPointType.SUM && data.isMonotonic) name += "_total"
+  return name
+}
+
+/**
+ * A serializer that keeps per-series text between calls (see the module doc). One per exporter; safe to
+ * use from interleaved scrapes (every cached text is checked against the values it is reused for).
+ *
+ * @since 0.1.0
+ */
+export class Serializer {
+  readonly #prefix: string
+  readonly #withoutScopeInfo: boolean
+  readonly #withoutTargetInfo: boolean
+  /** Family caches by scope name + "\u0000" + family name. */
+  #families = new Map<string, FamilyCache>()
+  #generation = 0
+
+  constructor(options: SerializeOptions = {}) {
+    this.#prefix = options.prefix ? `${options.prefix}_` : ""
+    this.#withoutScopeInfo = options.withoutScopeInfo ?? false
+    this.#withoutTargetInfo = options.withoutTargetInfo ?? false
+  }
+
+  /** The number of series whose text is cached (for tests). */
+  get cachedSeries(): number {
+    let n = 0
+    for (const f of this.#families.values()) n += f.series.size
+    return n
+  }
+
+  /** The whole page as one string. */
+  serialize(resourceMetrics: ResourceMetrics): string {
+    let out = ""
+    for (const chunk of this.chunks(resourceMetrics)) out += chunk
+    return out
+  }
+
+  /**
+   * The page as chunks (concatenated, exactly the exporter's text): the `target_info` header, then each
+   * family, a family larger than {@link ChunkSize} split between series.
+   */
+  *chunks(resourceMetrics: ResourceMetrics): Generator<string, void, undefined> {
+    const generation = ++this.#generation
+    if (!this.#withoutTargetInfo) {
+      const resourceLabels = labelString(resourceMetrics.resource.attributes, "")
+      const target = resourceLabels.length > 0 ? `target_info{${resourceLabels}} 1` : "target_info 1"
+      yield `# HELP target_info Target metadata\n# TYPE target_info gauge\n${target}\n`
+    }
+    let empty = true
+    const live = new Set<FamilyCache>()
+    for (const scopeMetrics of resourceMetrics.scopeMetrics) {
+      let extra = ""
+      if (!this.#withoutScopeInfo) {
+        const scope: Attributes = { "otel.scope.name": scopeMetrics.scope.name }
+        if (scopeMetrics.scope.schemaUrl) scope["otel.scope.schema_url"] = scopeMetrics.scope.schemaUrl
+        if (scopeMetrics.scope.version) scope["otel.scope.version"] = scopeMetrics.scope.version
+        extra = labelString(scope, "")
+      }
+      for (const metric of scopeMetrics.metrics) {
+        const name = familyName(metric, this.#prefix)
+        if (name === "") continue
+        const family = this.#family(`${scopeMetrics.scope.name}\u0000${metric.descriptor.name}`, name, extra)
+        live.add(family)
+        empty = false
+        yield* this.#familyChunks(metric, family, generation)
+      }
+    }
+    // forget the families that are gone
+    if (this.#families.size > live.size) {
+      for (const [key, family] of this.#families) if (!live.has(family)) this.#families.delete(key)
+    }
+    if (empty) yield "# no registered metrics"
+  }
+
+  #family(key: string, name: string, extra: string): FamilyCache {
+    let family = this.#families.get(key)
+    if (family === undefined || family.name !== name || family.extra !== extra) {
+      family = { name, extra, series: new Map() }
+      this.#families.set(key, family)
+    }
+    return family
+  }
+
+  *#familyChunks(data: MetricData, family: FamilyCache, generation: number): Generator<string, void, undefined> {
+    const { name, extra, series } = family
+    let out = `# HELP ${name} ${escapeString(data.descriptor.description || "description missing")}`
+    if (data.descriptor.unit) out += `\n# UNIT ${name} ${escapeString(data.descriptor.unit)}`
+    out += `\n# TYPE ${name} ${promType(data)}\n`
+    let seen = 0
+    if (data.dataPointType === DataPointType.SUM || data.dataPointType === DataPointType.GAUGE) {
+      for (const point of data.dataPoints) {
+        const key = attributesKey(point.attributes)
+        const value = point.value as number
+        let entry = series.get(key)
+        if (entry === undefined) {
+          const labels = labelString(point.attributes, extra)
+          const prefix = labels.length > 0 ? `${name}{${labels}} ` : `${name} `
+          entry = { prefixes: [prefix], boundaries: undefined, values: [value], text: `${prefix}${valueString(value)}\n`, generation: generation - 1 }
+          series.set(key, entry)
+        } else if (!Object.is(entry.values[0], value)) {
+          entry.values[0] = value
+          entry.text = `${entry.prefixes[0]}${valueString(value)}\n`
+        }
+        if (entry.generation !== generation) {
+          entry.generation = generation
+          seen++
+        }
+        out += entry.text
+        if (out.length >= ChunkSize) {
+          yield out
+          out = ""
+        }
+      }
+    } else if (data.dataPointType === DataPointType.HISTOGRAM) {
+      for (const point of data.dataPoints) {
+        const h = point.value as Histogram
+        const { boundaries, counts } = h.buckets
+        const key = attributesKey(point.attributes)
+        let entry = series.get(key)
+        if (entry === undefined || !sameNumbers(entry.boundaries!, boundaries)) {
+          entry = this.#histogramEntry(name, labelString(point.attributes, extra), boundaries, generation)
+          series.set(key, entry)
+        }
+        const sum = h.sum ?? Number.NaN
+        const values = entry.values
+        let same = values.length === counts.length + 2 && Object.is(values[0], h.count) && Object.is(values[1], sum)
+        for (let i = 0; same && i < counts.length; i++) same = Object.is(values[i + 2], counts[i])
+        if (!same) {
+          entry.values = [h.count, sum, ...counts]
+          entry.text = histogramText(entry.prefixes, h.count, h.sum, boundaries, counts)
+        }
+        if (entry.generation !== generation) {
+          entry.generation = generation
+          seen++
+        }
+        out += entry.text
+        if (out.length >= ChunkSize) {
+          yield out
+          out = ""
+        }
+      }
+    }
+    // forget the series that are gone (a series seen twice counts once)
+    if (series.size > seen) {
+      for (const [key, entry] of series) if (entry.generation !== generation) series.delete(key)
+    }
+    // (the exporter trims each family's text and adds one newline: the same, as every line ends in one)
+    if (out.length > 0) yield out
+  }
+
+  #histogramEntry(name: string, labels: string, boundaries: ReadonlyArray<number>, generation: number): SeriesEntry {
+    const braces = labels.length > 0 ? `{${labels}}` : ""
+    const prefixLabels = labels.length > 0 ? `${labels},` : ""
+    const prefixes = [`${name}_count${braces} `, `${name}_sum${braces} `]
+    for (let i = 0; i <= boundaries.length; i++) {
+      prefixes.push(`${name}_bucket{${prefixLabels}${leLabel(boundaries[i])}} `)
+    }
+    return { prefixes, boundaries: boundaries.slice(), values: [], text: "", generation: generation - 1 }
+  }
+}
+
+/** A histogram series' lines, from its cached prefixes, exactly as the exporter writes them. */
+const histogramText = (
+  prefixes: ReadonlyArray<string>,
+  count: number,
+  sum: number | undefined,
+  boundaries: ReadonlyArray<number>,
+  counts: ReadonlyArray<number>
+): string => {
+  let out = `${prefixes[0]}${valueString(count)}\n`
+  if (sum != null) out += `${prefixes[1]}${valueString(sum)}\n`
+  let cumulative = 0
+  let infinite = false
+  for (let i = 0; i < counts.length; i++) {
+    cumulative += counts[i]!
+    const bound = boundaries[i]
+    if (bound === undefined && infinite) break
+    if (bound === Number.POSITIVE_INFINITY) infinite = true
+    // a bucket past the boundaries (the exporter writes le="+Inf" for each)
+    const prefix = prefixes[2 + Math.min(i, boundaries.length)]!
+    out += `${prefix}${valueString(cumulative)}\n`
+  }
+  return out
+}
+
+/**
+ * The Prometheus text exposition of `resourceMetrics` (no state kept between calls; see
+ * {@link Serializer} for repeated scrapes).
+ *
+ * @since 0.1.0
+ */
+export const serialize = (resourceMetrics: ResourceMetrics, options: SerializeOptions = {}): string =>
+  new Serializer(options).serialize(resourceMetrics)
