@@ -278,13 +278,15 @@ export type Classifier = (error: unknown) => Verdict | undefined
  *   (method not found: the caller asked for something the server does not offer): `"ignore"`;
  * - `McpToolError` (the server answered, the tool reported an error): `"failure"` when
  *   `countToolErrors`, otherwise `"ignore"`;
- * - the caller's own mistakes (`InvalidArgumentsError`, `UnknownToolError`, `UnknownServerError`) and
+ * - the caller's own mistakes (`InvalidArgumentsError`, `UnknownToolError`, `UnknownServerError`,
+ *   `McpConfigError` for a bad call option), a tool whose definition is invalid (`InvalidToolError`), and
  *   `McpMessageTooLargeError` (the client's own size limit): `"ignore"`;
  * - `CircuitOpenError` (a nested breaker rejected), `PoolTimeoutError`, `PoolClosedError`
  *   (the client's own pool is saturated or closing, not the server's fault): `"ignore"`;
  * - anything else: `"failure"` — an unknown error is treated as a sign of trouble.
  *
  * Defects (`Effect.die`) count as failures; interruption is always ignored and never reaches a classifier.
+ * A failure marked with {@link markUncounted} is ignored before any classifier sees it.
  *
  * @since 0.1.0
  * @category classification
@@ -304,6 +306,8 @@ export const defaultClassifier = (error: unknown, countToolErrors: boolean): Ver
       return countToolErrors ? "failure" : "ignore"
     // The caller's own mistakes and the client's own limits are not the server's fault.
     case "InvalidArgumentsError":
+    case "InvalidToolError":
+    case "McpConfigError":
     case "UnknownToolError":
     case "UnknownServerError":
     case "McpMessageTooLargeError":
@@ -316,6 +320,32 @@ export const defaultClassifier = (error: unknown, countToolErrors: boolean): Ver
       return "failure"
   }
 }
+
+/** Failures already accounted for, recorded as `"ignore"` whatever the classifier says. */
+const uncounted = new WeakSet<object>()
+
+/**
+ * Marks a failure as already counted: any breaker that sees it records it as `"ignore"`, before any
+ * classifier. For the second and later in-flight calls that hit the same crashed session (one crash is one
+ * failure), and for failures that are the caller's own budget (a deadline spent waiting for a session).
+ * Returns the error. Costs nothing on the success path: only failures are looked up.
+ *
+ * @since 0.2.0
+ * @category classification
+ */
+export const markUncounted = <E>(error: E): E => {
+  if (typeof error === "object" && error !== null) uncounted.add(error)
+  return error
+}
+
+/**
+ * Whether {@link markUncounted} marked this failure.
+ *
+ * @since 0.2.0
+ * @category classification
+ */
+export const isUncounted = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && uncounted.has(error)
 
 /** JSON-RPC's "invalid params" and "method not found" codes. */
 const INVALID_PARAMS = -32602
@@ -336,7 +366,12 @@ export class CircuitOpenError extends Schema.TaggedError<CircuitOpenError>()("Ci
   server: Schema.String,
   state: Schema.Literals(["Open", "HalfOpen", "ForcedOpen"]),
   nextProbeAt: Schema.optional(Schema.Number),
-  message: Schema.String
+  message: Schema.String,
+  /**
+   * The failure that opened the breaker (the error of the call recorded as the failure that tripped it, or
+   * that failed the last half-open probe); `undefined` when forced open or opened by slow calls alone.
+   */
+  openedBy: Schema.optional(Schema.Unknown)
 }) {}
 
 /**
@@ -602,6 +637,10 @@ interface Core {
   timerDeadline: number
   timerId: number
   closed: boolean
+  /** The error of the last call recorded as a failure (set on the failure path only). */
+  lastFailure: unknown
+  /** The failure that caused the last opening, carried by rejections as `openedBy`. */
+  openedBy: unknown
 }
 
 const settingsOf = (config: CircuitBreakerConfig): Machine.Settings => ({
@@ -701,7 +740,11 @@ const react = (core: Core, out: Machine.Output): Effect.Effect<void> =>
         core.context
       )
       publish(core, { _tag: "StateTransition", server: core.server, from: t.from, to: t.to, at: t.at, reason: t.reason })
-      if (t.to === "Open") opened = t
+      if (t.to === "Open") {
+        opened = t
+        core.openedBy = t.from === "ForcedOpen" || t.reason === "SlowCallRate" || t.reason === "SlowProbes" ? undefined : core.lastFailure
+      }
+      if (t.to === "Closed") core.lastFailure = undefined
       if (t.to === "Closed") closed = t
     }
     const last = closed ?? opened
@@ -739,6 +782,7 @@ const verdictOf = (core: Core, exit: Exit.Exit<unknown, unknown>): Verdict => {
   if (Cause.hasInterruptsOnly(cause)) return "ignore"
   const error = Cause.findErrorOption(cause)
   if (error._tag === "None") return "failure" // a defect
+  if (isUncounted(error.value)) return "ignore"
   if (core.classify !== undefined) {
     const v = core.classify(error.value)
     if (v !== undefined) return v
@@ -758,6 +802,7 @@ const rejection = (core: Core, s: Machine.State, now: number): CircuitOpenError 
       server: core.server,
       state,
       nextProbeAt,
+      openedBy: state === "ForcedOpen" ? undefined : core.openedBy,
       message: state === "Open"
         ? `circuit breaker for "${core.server}" is open; next probe in ${s.deadline - now} ms`
         : state === "HalfOpen"
@@ -788,6 +833,7 @@ const reject = (core: Core, now: number): Effect.Effect<never, CircuitOpenError>
 const record = (core: Core, generation: number, start: number, exit: Exit.Exit<unknown, unknown>) => {
   const now = core.clock.currentTimeMillisUnsafe()
   const verdict = verdictOf(core, exit)
+  if (verdict === "failure" && exit._tag === "Failure") core.lastFailure = Cause.squash(exit.cause)
   return Effect.flatMap(
     Ref.modify(core.ref, (s) => Machine.complete(core.settings, s, generation, verdict, now - start, now)),
     (out) => {
@@ -934,7 +980,9 @@ const makeFromConfig = (
       timer: undefined,
       timerDeadline: Infinity,
       timerId: 0,
-      closed: false
+      closed: false,
+      lastFailure: undefined,
+      openedBy: undefined
     }
     yield* Metric.update(core.mState, stateGaugeValue.Closed)
     yield* startSchedule(core)

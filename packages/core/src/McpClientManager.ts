@@ -73,20 +73,27 @@
  */
 import type { CallToolResult, ListToolsResult, Tool } from "@modelcontextprotocol/client"
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/client/validators/ajv"
-import { Cause, Clock, Context, Duration, Effect, Layer, Redacted, Schedule, Schema, Stream } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Layer, Metric, Redacted, Schedule, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
 import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
 import * as ConnectionPool from "./ConnectionPool.ts"
-import { InvalidArgumentsError, ServerExistsError, UnknownServerError, UnknownToolError } from "./ManagerErrors.ts"
-import type { CallOptions } from "./McpClient.ts"
+import {
+  displayName,
+  InvalidArgumentsError,
+  InvalidToolError,
+  ServerExistsError,
+  UnknownServerError,
+  UnknownToolError
+} from "./ManagerErrors.ts"
+import type { CallOptions, McpConnection } from "./McpClient.ts"
 import { McpConfig } from "./McpConfig.ts"
 import { decodePolicies, decodeServerEntry, type ServerEntry, type ServerPolicyInput } from "./McpConfigFile.ts"
-import { type McpError, McpTimeoutError } from "./McpError.ts"
+import { type McpError, McpProtocolError, McpTimeoutError } from "./McpError.ts"
 import * as McpMetrics from "./McpMetrics.ts"
 import { McpConfigError, networkTransport, type ServerConfig, type ServerConfigInput } from "./ServerConfig.ts"
 import * as SessionHooks from "./SessionHooks.ts"
-import { resolveTimeout } from "./Timeouts.ts"
+import { type ResolvedTimeout, resolveTimeout, serverTimeoutMs } from "./Timeouts.ts"
 import { ToolCache, type ToolCacheShape } from "./ToolCache.ts"
 
 // ---------------------------------------------------------------------------------------------------------
@@ -104,6 +111,8 @@ export type CallToolError =
   | UnknownServerError
   | UnknownToolError
   | InvalidArgumentsError
+  | InvalidToolError
+  | McpConfigError
   | CircuitBreaker.CircuitOpenError
   | ConnectionPool.PoolError
 
@@ -124,8 +133,17 @@ export type ListToolsError = McpError | UnknownServerError | CircuitBreaker.Circ
  */
 export interface ManagerCallOptions extends CallOptions {
   readonly credential?: string | undefined
-  /** Skip argument validation (the server validates anyway). Default false. */
+  /**
+   * Skip the `inputSchema` validation (the server validates anyway). Default false. The arguments must still
+   * be a JSON object that can be serialised (no cycles, BigInts, functions, symbols or non-finite numbers).
+   */
   readonly skipValidation?: boolean | undefined
+  /**
+   * What `timeout` bounds. `"call"` (the default): the whole call, waiting for a session and retries
+   * included, so the caller gets an answer or a typed error by the deadline. `"wire"`: each request on
+   * the wire only (the pool's `acquireTimeout` then bounds each wait for a session on its own).
+   */
+  readonly timeoutScope?: "call" | "wire" | undefined
 }
 
 /**
@@ -252,6 +270,10 @@ interface ServerRuntime {
   lastHealthCheck: { ok: boolean; at: number } | undefined
   toolCount: number | undefined
   lastUnknownToolRefetch: number
+  /** The pool's `acquireTimeout` for this server, in ms: a call with a shorter budget bounds its own wait. */
+  readonly acquireTimeoutMs: number
+  /** Tools the server lists with an invalid definition (name → reason), from the last lenient `tools/list`. */
+  invalidTools: ReadonlyMap<string, string>
   /** The live `tools/list` (breaker → pool → timeout), built once per server: a cache hit allocates none. */
   fetchTools: Effect.Effect<ListToolsResult, ListToolsError>
   /** Records a failure in `lastError`, built once per server. */
@@ -270,6 +292,8 @@ interface ManagerState {
   readonly validators: WeakMap<Tool, Validator>
   readonly retrySchedule: Schedule.Schedule<unknown, unknown>
   readonly retryTimes: number
+  /** Per session: the error handler that counts only its first `McpClosedError` (one crash, one failure). */
+  readonly closedHandlers: WeakMap<McpConnection, (e: McpError) => Effect.Effect<never, McpError>>
 }
 
 const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential(50).pipe(Schedule.jittered)
@@ -300,11 +324,35 @@ const unknownServer = (state: ManagerState, server: string): UnknownServerError 
   })
 }
 
-/** Records a failure (not an interruption) as the server's `lastError`, timed by `Clock`. */
+/**
+ * Whether a failure is the server's, for `lastError`: not the caller's own mistake (bad arguments or call
+ * options, unknown tool, a -32602/-32601 answer), not a rejection by the breaker (it carries the failure
+ * that opened it), not the client's own pool saturating or closing, and not a tool whose definition is bad.
+ */
+const isServerFailure = (error: { _tag?: string; code?: unknown }): boolean => {
+  switch (error._tag) {
+    case "InvalidArgumentsError":
+    case "InvalidToolError":
+    case "McpConfigError":
+    case "UnknownToolError":
+    case "UnknownServerError":
+    case "CircuitOpenError":
+    case "PoolTimeoutError":
+    case "PoolClosedError":
+      return false
+    case "McpProtocolError":
+      return error.code !== -32602 && error.code !== -32601
+    default:
+      return !CircuitBreaker.isUncounted(error)
+  }
+}
+
+/** Records a server failure (not an interruption, not a caller mistake) as its `lastError`, timed by `Clock`. */
 const noteErrorOf = (rt: ServerRuntime, clock: Clock.Clock) => (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
   Effect.sync(() => {
     if (Cause.hasInterruptsOnly(cause)) return
-    const error = Cause.squash(cause) as { _tag?: string; message?: string }
+    const error = Cause.squash(cause) as { _tag?: string; message?: string; code?: unknown }
+    if (typeof error === "object" && error !== null && !isServerFailure(error)) return
     rt.lastError = { tag: error._tag ?? "Defect", message: error.message ?? String(error), at: clock.currentTimeMillisUnsafe() }
   })
 
@@ -345,12 +393,15 @@ const addServer = (
       lastHealthCheck: undefined,
       toolCount: undefined,
       lastUnknownToolRefetch: Number.NEGATIVE_INFINITY,
+      acquireTimeoutMs: Duration.toMillis(entry.pool.acquireTimeout),
+      invalidTools: new Map(),
       fetchTools: Effect.void as never,
       noteError: () => Effect.void
     }
     rt.noteError = noteErrorOf(rt, state.clock)
+    const listOptions = { timeout: serverTimeoutMs(entry.timeouts) }
     rt.fetchTools = breaker.execute(
-      state.pool.use(name, (c) => c.listTools({ timeout: entry.timeouts.call }))
+      state.pool.use(name, (c) => Effect.catch(fetchToolList(state, rt, c, listOptions), closedHandler(state, c)))
     ).pipe(Effect.onError((cause) => rt.noteError(cause)))
     state.runtimes.set(name, rt)
   })
@@ -389,6 +440,151 @@ const isDecoded = (config: ServerConfigInput | ServerConfig): boolean => {
 // Tools
 // ---------------------------------------------------------------------------------------------------------
 
+/**
+ * The error handler of one session that lets its first `McpClosedError` count against the breaker and marks
+ * every later one uncounted: the in-flight calls a crash fails are one failure, not one per call. Made once
+ * per session (a `WeakMap` lookup per call, no closure).
+ */
+const closedHandler = (
+  state: ManagerState,
+  c: McpConnection
+): (e: McpError) => Effect.Effect<never, McpError> => {
+  let handler = state.closedHandlers.get(c)
+  if (handler === undefined) {
+    let counted = false
+    handler = (e) => {
+      if (e._tag === "McpClosedError") {
+        if (counted) CircuitBreaker.markUncounted(e)
+        counted = true
+      }
+      return Effect.fail(e)
+    }
+    state.closedHandlers.set(c, handler)
+  }
+  return handler
+}
+
+/** Tools listed with an invalid definition, per server (a gauge; 0 when all are valid). */
+const invalidToolsGauge = Metric.gauge("keel_tools_invalid", {
+  description: "Tools a server lists with an invalid definition (left out of the tool list; calling one fails with InvalidToolError)"
+})
+
+/**
+ * `tools/list` on one session. The SDK rejects a whole list for one tool with an invalid schema
+ * (`INVALID_RESULT`); then the list is fetched again through a lenient result schema and each tool is
+ * checked here, so the good tools stay listed and callable and the bad ones are reported (an
+ * {@link InvalidToolError} when called, a warning, the `keel_tools_invalid` gauge).
+ */
+const fetchToolList = (
+  state: ManagerState,
+  rt: ServerRuntime,
+  c: McpConnection,
+  options: { readonly timeout: number }
+): Effect.Effect<ListToolsResult, McpError> =>
+  c.listTools(options).pipe(
+    Effect.tap(() => rt.invalidTools.size === 0 ? Effect.void : noteInvalidTools(rt, new Map())),
+    Effect.catchIf(isInvalidResult, () => lenientToolList(state, rt, c, options.timeout))
+  )
+
+const isInvalidResult = (e: McpError): boolean =>
+  e._tag === "McpProtocolError" && (e.data as { sdkCode?: unknown } | undefined)?.sdkCode === "INVALID_RESULT"
+
+/** A Standard Schema that accepts any result: the lenient `tools/list` checks each tool itself. */
+const anyResult = {
+  "~standard": { version: 1, vendor: "keel", validate: (value: unknown) => ({ value }) }
+} as const
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+/** What is wrong with one tool definition, or `undefined` when Keel can use it. */
+const toolProblem = (state: ManagerState, t: Record<string, unknown>): string | undefined => {
+  if (typeof t.name !== "string" || t.name.length === 0) return "name is not a non-empty string"
+  for (const key of ["inputSchema", "outputSchema"] as const) {
+    const schema = t[key]
+    if (schema === undefined && key === "outputSchema") continue
+    if (!isRecord(schema)) return `${key} is not an object`
+    if (schema.type !== "object") return `${key}.type is not "object"`
+    if (schema.properties !== undefined && !isRecord(schema.properties)) return `${key}.properties is not an object`
+    if (schema.required !== undefined && !(Array.isArray(schema.required) && schema.required.every((r) => typeof r === "string"))) {
+      return `${key}.required is not an array of strings`
+    }
+  }
+  try {
+    state.validator.getValidator(t.inputSchema as never)
+  } catch (e) {
+    return `inputSchema does not compile: ${displayName(String((e as Error).message ?? e))}`
+  }
+  return undefined
+}
+
+const MAX_PAGES = 64
+
+/** The lenient `tools/list`: every page through {@link anyResult}, each tool checked by {@link toolProblem}. */
+const lenientToolList = (
+  state: ManagerState,
+  rt: ServerRuntime,
+  c: McpConnection,
+  timeoutMs: number
+): Effect.Effect<ListToolsResult, McpError> =>
+  Effect.flatMap(
+    Effect.tryPromise({
+      try: async (signal) => {
+        const tools: Array<Tool> = []
+        const invalid = new Map<string, string>()
+        let cursor: string | undefined
+        for (let page = 0; page < MAX_PAGES; page++) {
+          const result = await c.sdk.request(
+            { method: "tools/list", params: cursor !== undefined ? { cursor } : {} },
+            anyResult,
+            { signal, timeout: timeoutMs }
+          )
+          const list = isRecord(result) && Array.isArray(result.tools) ? result.tools : []
+          for (const t of list) {
+            const problem = isRecord(t) ? toolProblem(state, t) : "not an object"
+            if (problem === undefined) tools.push(t as unknown as Tool)
+            else invalid.set(isRecord(t) && typeof t.name === "string" ? t.name : `(tool ${tools.length + invalid.size})`, problem)
+          }
+          cursor = isRecord(result) && typeof result.nextCursor === "string" ? result.nextCursor : undefined
+          if (cursor === undefined) break
+        }
+        return { tools, invalid }
+      },
+      catch: (e) => lenientError(rt, timeoutMs, e)
+    }),
+    ({ invalid, tools }) => Effect.as(noteInvalidTools(rt, invalid), { tools } as ListToolsResult)
+  )
+
+/** The lenient list's failures (rare: the server had just answered the same request). */
+const lenientError = (rt: ServerRuntime, timeoutMs: number, e: unknown): McpError => {
+  const code = (e as { code?: unknown }).code
+  if (code === "REQUEST_TIMEOUT") {
+    return new McpTimeoutError({ server: rt.entry.name, method: "tools/list", timeoutMs, message: `tools/list timed out after ${timeoutMs} ms` })
+  }
+  return new McpProtocolError({
+    server: rt.entry.name,
+    method: "tools/list",
+    code: typeof code === "number" ? code : -32603,
+    message: displayName(String((e as Error)?.message ?? e)).slice(0, 500)
+  })
+}
+
+/** Keeps the invalid tools of the last list; a warning per newly invalid tool; the gauge. */
+const noteInvalidTools = (rt: ServerRuntime, invalid: ReadonlyMap<string, string>): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const previous = rt.invalidTools
+    rt.invalidTools = invalid
+    const fresh = [...invalid].filter(([name]) => !previous.has(name))
+    const gauge = Metric.update(Metric.withAttributes(invalidToolsGauge, { server: rt.entry.name }), invalid.size)
+    if (fresh.length === 0) return gauge
+    return Effect.andThen(
+      gauge,
+      Effect.forEach(fresh.slice(0, 20), ([name, reason]) =>
+        Effect.logWarning(`server "${displayName(rt.entry.name)}" lists tool "${displayName(name)}" with an invalid definition (${reason}); it is left out of the list`).pipe(
+          Effect.annotateLogs({ "mcp.server": displayName(rt.entry.name) })
+        ), { discard: true })
+    )
+  })
+
 /** The server's tool list through the cache; keeps the tool-count gauge up to date. */
 const listResult = (state: ManagerState, rt: ServerRuntime, credential: string | undefined) =>
   state.cache.get(rt.entry.name, rt.fetchTools, { credential }).pipe(
@@ -408,7 +604,7 @@ const findTool = (
   rt: ServerRuntime,
   tool: string,
   credential: string | undefined
-): Effect.Effect<Tool, ListToolsError | UnknownToolError> =>
+): Effect.Effect<Tool, ListToolsError | UnknownToolError | InvalidToolError> =>
   Effect.flatMap(listResult(state, rt, credential), (list) => {
     const found = list.tools.find((t) => t.name === tool)
     return found !== undefined ? Effect.succeed(found) : refetchTool(state, rt, tool, credential, list)
@@ -420,21 +616,34 @@ const refetchTool = (
   tool: string,
   credential: string | undefined,
   list: ListToolsResult
-): Effect.Effect<Tool, ListToolsError | UnknownToolError> => {
+): Effect.Effect<Tool, ListToolsError | UnknownToolError | InvalidToolError> => {
   const now = state.clock.currentTimeMillisUnsafe()
   const refetch = now - rt.lastUnknownToolRefetch >= 1_000
   if (refetch) rt.lastUnknownToolRefetch = now
   const fresh = refetch ? Effect.andThen(state.cache.invalidate(rt.entry.name), listResult(state, rt, credential)) : Effect.succeed(list)
-  return Effect.flatMap(fresh, (result) => {
+  return Effect.flatMap(fresh, (result): Effect.Effect<Tool, UnknownToolError | InvalidToolError> => {
     const again = result.tools.find((t) => t.name === tool)
     if (again !== undefined) return Effect.succeed(again)
+    const reason = rt.invalidTools.get(tool)
+    if (reason !== undefined) {
+      return Effect.fail(
+        new InvalidToolError({
+          server: rt.entry.name,
+          tool,
+          reason,
+          message: `server "${displayName(rt.entry.name)}" lists tool "${displayName(tool)}" with an invalid definition: ${reason}`
+        })
+      )
+    }
     const names = result.tools.map((t) => t.name)
     return Effect.fail(
       new UnknownToolError({
         server: rt.entry.name,
         tool,
         available: names.slice(0, 100),
-        message: `server "${rt.entry.name}" has no tool "${tool}"; it has: ${names.slice(0, 20).join(", ")}${names.length > 20 ? ", ..." : ""}`
+        message: `server "${displayName(rt.entry.name)}" has no tool "${displayName(tool)}"; it has: ${
+          names.slice(0, 20).map(displayName).join(", ")
+        }${names.length > 20 ? ", ..." : ""}`
       })
     )
   })
@@ -447,13 +656,81 @@ const pathOf = (errorMessage: string): string => {
   return p.length === 0 ? "/" : p.startsWith("/") ? p : `/${p}`
 }
 
-/** Validates `args` against the tool's `inputSchema` (the compiled validator is kept per tool object). */
+/**
+ * Why `value` cannot be sent as JSON (a cycle, a BigInt, a function, a symbol, `undefined` in an array, a
+ * non-finite number), as `[path, problem]`, or `undefined`. `JSON.stringify` would throw on the first two
+ * and silently change the others; either way the caller's arguments are at fault, not the server.
+ */
+const unserialisable = (value: unknown, path: string, parents: Array<object>): readonly [string, string] | undefined => {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return undefined
+    case "number":
+      return Number.isFinite(value) ? undefined : [path, `${value} is not a JSON number`]
+    case "bigint":
+      return [path, "a BigInt cannot be sent as JSON"]
+    case "function":
+    case "symbol":
+    case "undefined":
+      return [path, `a ${typeof value} cannot be sent as JSON`]
+  }
+  if (value === null) return undefined
+  const o = value as object
+  if (typeof (o as { toJSON?: unknown }).toJSON === "function") return undefined // Date and friends
+  if (parents.includes(o)) return [path, "a circular reference cannot be sent as JSON"]
+  parents.push(o)
+  try {
+    if (Array.isArray(o)) {
+      for (let i = 0; i < o.length; i++) {
+        const p = unserialisable(o[i], `${path}/${i}`, parents)
+        if (p !== undefined) return p
+      }
+      return undefined
+    }
+    for (const key in o) {
+      if (!Object.hasOwn(o, key)) continue
+      const v = (o as Record<string, unknown>)[key]
+      if (v === undefined) continue // dropped by JSON, as an absent key
+      const p = unserialisable(v, `${path}/${key.replace(/~/g, "~0").replace(/\//g, "~1")}`, parents)
+      if (p !== undefined) return p
+    }
+    return undefined
+  } finally {
+    parents.pop()
+  }
+}
+
+/**
+ * The arguments must be a JSON object that can be serialised: checked before anything is sent, with
+ * `skipValidation` too, so a caller's mistake is an {@link InvalidArgumentsError}, never a server failure.
+ */
+const checkShape = (rt: ServerRuntime, tool: string, args: unknown): InvalidArgumentsError | undefined => {
+  const problem = typeof args !== "object" || args === null || Array.isArray(args)
+    ? ["/", `arguments must be a JSON object, not ${args === null ? "null" : Array.isArray(args) ? "an array" : typeof args}`] as const
+    : unserialisable(args, "", [])
+  if (problem === undefined) return undefined
+  const path = problem[0] === "" ? "/" : problem[0]
+  return new InvalidArgumentsError({
+    server: rt.entry.name,
+    tool,
+    path,
+    message: `arguments of ${displayName(rt.entry.name)}/${displayName(tool)} at ${displayName(path)}: ${problem[1]}`
+  })
+}
+
+/**
+ * Validates `args`: serialisable (see {@link checkShape}), then against the tool's `inputSchema` (the
+ * compiled validator is kept per tool object).
+ */
 const validate = (
   state: ManagerState,
   rt: ServerRuntime,
   tool: Tool,
   args: Record<string, unknown>
 ): Effect.Effect<void, InvalidArgumentsError> => {
+  const shape = checkShape(rt, tool.name, args)
+  if (shape !== undefined) return Effect.fail(shape)
   let check = state.validators.get(tool)
   if (check === undefined) {
     check = state.validator.getValidator(tool.inputSchema as never)
@@ -465,7 +742,7 @@ const validate = (
       server: rt.entry.name,
       tool: tool.name,
       path: pathOf(result.errorMessage),
-      message: `arguments of ${rt.entry.name}/${tool.name} fail its inputSchema: ${result.errorMessage}`
+      message: `arguments of ${displayName(rt.entry.name)}/${displayName(tool.name)} fail its inputSchema: ${displayName(result.errorMessage)}`
     })
   )
 }
@@ -476,7 +753,8 @@ const validate = (
 
 /**
  * Whether a failed attempt may be retried: a failed connect always; a session that closed under the call
- * only for tools annotated `readOnlyHint` or `idempotentHint` (the server may have acted).
+ * only for tools annotated `readOnlyHint` or `idempotentHint` (the server may have acted). Never
+ * `McpMessageTooLargeError` (the same request would hit the same limit), timeouts or answers.
  */
 const isRetryable = (error: CallToolError, tool: Tool): boolean => {
   if (error._tag === "McpConnectError") return true
@@ -485,45 +763,129 @@ const isRetryable = (error: CallToolError, tool: Tool): boolean => {
   return a?.readOnlyHint === true || a?.idempotentHint === true
 }
 
-/** One attempt: breaker → pool → timeout (innermost, on the wire only). */
+/**
+ * The call's budget ran out before a session was lent: the caller's deadline, spent waiting (our own
+ * saturation or a restart), so it is marked uncounted (never a server failure).
+ */
+const queuedTooLong = (rt: ServerRuntime, tool: Tool, budgetMs: number): McpTimeoutError =>
+  CircuitBreaker.markUncounted(
+    new McpTimeoutError({
+      server: rt.entry.name,
+      method: "tools/call",
+      timeoutMs: budgetMs,
+      message: `tools/call ${displayName(tool.name)} on ${displayName(rt.entry.name)}: no session within the call's ${budgetMs} ms deadline`
+    })
+  )
+
+/** One call's timing: its budget, its deadline (`Clock` ms), and whether the deadline covers the wait. */
+interface Budget {
+  readonly t: ResolvedTimeout
+  /** `t.timeoutMs`, or `t.maxMs` when progress resets the timeout. */
+  readonly budgetMs: number
+  /** `Clock` ms; `Infinity` when the timeout bounds the wire only. */
+  readonly deadline: number
+}
+
+/**
+ * Borrows a session and runs `f` with it. When the call's budget is shorter than the pool's
+ * `acquireTimeout` the wait is bounded by what is left of the budget (a scoped `get`: the slow path, taken
+ * only by calls that asked for a short timeout); otherwise the pool's own cap bounds it (`use`: the fast path).
+ */
+const borrow = <A>(
+  state: ManagerState,
+  rt: ServerRuntime,
+  tool: Tool,
+  b: Budget,
+  f: (c: McpConnection) => Effect.Effect<A, McpError>
+): Effect.Effect<A, McpError | ConnectionPool.PoolError> => {
+  if (b.deadline === Infinity) return state.pool.use(rt.entry.name, f)
+  const left = b.deadline - state.clock.currentTimeMillisUnsafe()
+  if (left <= 0) return Effect.fail(queuedTooLong(rt, tool, b.budgetMs))
+  if (left >= rt.acquireTimeoutMs) return state.pool.use(rt.entry.name, f)
+  return Effect.scoped(
+    Effect.flatMap(
+      Effect.timeoutOrElse(state.pool.get(rt.entry.name), {
+        duration: Duration.millis(left),
+        orElse: () => Effect.fail(queuedTooLong(rt, tool, b.budgetMs))
+      }),
+      f
+    )
+  )
+}
+
+/** One attempt: breaker → pool → timeout (innermost, on the wire, over what is left of the budget). */
 const attempt = (
   state: ManagerState,
   rt: ServerRuntime,
   tool: Tool,
   args: Record<string, unknown>,
-  callOptions: ManagerCallOptions | undefined
+  callOptions: ManagerCallOptions | undefined,
+  b: Budget
 ): Effect.Effect<CallToolResult, CallToolError> => {
-  const t = resolveTimeout(rt.entry.timeouts, tool.name, callOptions)
+  const t = b.t
   if (!t.resetOnProgress && callOptions?.onProgress === undefined) {
-    // The common case: one timer, the SDK's.
-    const wire: CallOptions = { timeout: t.timeoutMs }
-    return rt.breaker.execute(state.pool.use(rt.entry.name, (c) => c.callTool(tool.name, args, wire)))
+    // The common case: one timer, the SDK's, armed for what is left of the budget once a session is lent.
+    return rt.breaker.execute(borrow(state, rt, tool, b, (c) => {
+      const left = b.deadline === Infinity ? t.timeoutMs : b.deadline - state.clock.currentTimeMillisUnsafe()
+      if (left <= 0) return Effect.fail(queuedTooLong(rt, tool, b.budgetMs))
+      return Effect.catch(c.callTool(tool.name, args, { timeout: left, tool }), closedHandler(state, c))
+    }))
   }
-  const wire: CallOptions = {
-    timeout: t.timeoutMs,
-    resetTimeoutOnProgress: t.resetOnProgress,
-    // The SDK asks for progress (and resets on it) only when a progress callback is set.
-    onProgress: callOptions?.onProgress ?? (() => {}),
-    maxTotalTimeout: t.maxMs
-  }
-  // Inside the pool: waiting for a session does not eat the call's budget. The SDK checks
-  // `maxTotalTimeout` only when progress arrives, so Keel enforces the hard maximum itself.
-  const call = state.pool.use(rt.entry.name, (c) =>
-    c.callTool(tool.name, args, wire).pipe(
+  // The SDK checks `maxTotalTimeout` only when progress arrives, so Keel enforces the hard maximum itself.
+  return rt.breaker.execute(borrow(state, rt, tool, b, (c) => {
+    const left = b.deadline === Infinity ? t.maxMs : b.deadline - state.clock.currentTimeMillisUnsafe()
+    if (left <= 0) return Effect.fail(queuedTooLong(rt, tool, b.budgetMs))
+    const wire: CallOptions = {
+      timeout: Math.min(t.timeoutMs, left),
+      tool,
+      resetTimeoutOnProgress: t.resetOnProgress,
+      // The SDK asks for progress (and resets on it) only when a progress callback is set.
+      onProgress: callOptions?.onProgress ?? (() => {}),
+      maxTotalTimeout: left
+    }
+    return c.callTool(tool.name, args, wire).pipe(
       Effect.timeoutOrElse({
-        duration: Duration.millis(t.maxMs),
+        duration: Duration.millis(left),
         orElse: () =>
           Effect.fail(
             new McpTimeoutError({
               server: rt.entry.name,
               method: "tools/call",
               timeoutMs: t.maxMs,
-              message: `tools/call ${tool.name} exceeded its hard maximum of ${t.maxMs} ms`
+              message: `tools/call ${displayName(tool.name)} exceeded its hard maximum of ${t.maxMs} ms`
             })
           )
-      })
-    ))
-  return rt.breaker.execute(call)
+      }),
+      Effect.catch(closedHandler(state, c))
+    )
+  }))
+}
+
+/**
+ * The retry of a failed attempt (the slow path): the schedule's delays are cut to what is left of the
+ * budget, and no attempt starts after the deadline. A retry rejected by the breaker gives back the error
+ * the call first hit, not the `CircuitOpenError` (which carries the failure that opened the breaker).
+ */
+const retryAttempt = (
+  state: ManagerState,
+  rt: ServerRuntime,
+  tool: Tool,
+  args: Record<string, unknown>,
+  callOptions: ManagerCallOptions | undefined,
+  first: CallToolError,
+  b: Budget
+): Effect.Effect<CallToolResult, CallToolError> => {
+  // Built afresh per attempt: each borrow bounds its wait by what is left of the budget then.
+  const once = Effect.suspend(() => attempt(state, rt, tool, args, callOptions, b))
+  const schedule = b.deadline === Infinity ? state.retrySchedule : Schedule.modifyDelay(
+    state.retrySchedule,
+    ({ duration }) => Effect.succeed(Duration.min(duration, Duration.millis(Math.max(0, b.deadline - state.clock.currentTimeMillisUnsafe()))))
+  )
+  const inTime = () => state.clock.currentTimeMillisUnsafe() < b.deadline
+  const retried = state.retryTimes > 1
+    ? Effect.retry(once, { schedule, times: state.retryTimes - 1, while: (e) => isRetryable(e, tool) && inTime() })
+    : once
+  return Effect.catchTag(retried, "CircuitOpenError", () => Effect.fail(first))
 }
 
 /**
@@ -537,16 +899,27 @@ const callKnownTool = (
   args: Record<string, unknown>,
   callOptions: ManagerCallOptions | undefined
 ): Effect.Effect<CallToolResult, CallToolError> => {
-  const once = attempt(state, rt, tool, args, callOptions)
+  const t = resolveTimeout(rt.entry.timeouts, tool.name, callOptions)
+  if (t._tag === "InvalidTimeout") {
+    return Effect.fail(new McpConfigError({ path: `callTool.options.${t.option}`, message: t.message }))
+  }
+  const budgetMs = t.resetOnProgress || callOptions?.onProgress !== undefined ? t.maxMs : t.timeoutMs
+  const b: Budget = {
+    t,
+    budgetMs,
+    deadline: callOptions?.timeoutScope === "wire" ? Infinity : state.clock.currentTimeMillisUnsafe() + budgetMs
+  }
+  const once = attempt(state, rt, tool, args, callOptions, b)
   const call = Effect.catch(once, (error) =>
-    state.retryTimes > 0 && isRetryable(error, tool)
-      ? Effect.retry(once, {
-        schedule: state.retrySchedule,
-        times: state.retryTimes - 1,
-        while: (e) => isRetryable(e, tool)
-      })
+    state.retryTimes > 0 && isRetryable(error, tool) && state.clock.currentTimeMillisUnsafe() < b.deadline
+      ? retryAttempt(state, rt, tool, args, callOptions, error, b)
       : Effect.fail(error))
-  const validated = callOptions?.skipValidation === true ? call : Effect.andThen(validate(state, rt, tool, args), call)
+  const shape = callOptions?.skipValidation === true ? checkShape(rt, tool.name, args) : undefined
+  const validated = shape !== undefined
+    ? Effect.fail(shape)
+    : callOptions?.skipValidation === true
+    ? call
+    : Effect.andThen(validate(state, rt, tool, args), call)
   return validated.pipe(
     Effect.tapCause(rt.noteError),
     McpMetrics.track({ server: rt.entry.name, transport: rt.transport, method: "tools/call", tool: tool.name })
@@ -637,7 +1010,8 @@ export const make = (
       validator: new AjvJsonSchemaValidator(),
       validators: new WeakMap(),
       retrySchedule: options.retry?.schedule ?? defaultRetry,
-      retryTimes: options.retry?.times ?? defaultRetryTimes
+      retryTimes: options.retry?.times ?? defaultRetryTimes,
+      closedHandlers: new WeakMap()
     }
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => Effect.forEach([...state.runtimes.keys()], (name) => removeServer(state, name), { discard: true }))
@@ -666,7 +1040,7 @@ const makeManager = (state: ManagerState): Manager => ({
   callTool: (server, tool, args, options) => callTool(state, server, tool, args, options),
   ping: (server) =>
     Effect.flatMap(lookup(state, server), (rt) =>
-      rt.breaker.execute(state.pool.use(server, (c) => c.ping({ timeout: rt.entry.timeouts.call })))),
+      rt.breaker.execute(state.pool.use(server, (c) => c.ping({ timeout: serverTimeoutMs(rt.entry.timeouts) })))),
   status: (server) => Effect.flatMap(lookup(state, server), (rt) => statusOf(state, rt)),
   statuses: Effect.suspend(() => Effect.forEach([...state.runtimes.values()], (rt) => statusOf(state, rt))),
   breakerEvents: Stream.filter(state.registry.events, (e) => state.runtimes.has(e.server)),
