@@ -29,6 +29,9 @@ import type { MetricReader } from "@opentelemetry/sdk-metrics"
 import { Context, Effect, Layer, Metric, Schema } from "effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
+import { Readable } from "node:stream"
+import { pipeline } from "node:stream/promises"
+import { createGzip } from "node:zlib"
 import * as MetricExport from "./MetricExport.ts"
 import * as PrometheusText from "./PrometheusText.ts"
 import { fromMetrics, type MetricsSnapshot } from "./MetricsSnapshot.ts"
@@ -53,8 +56,14 @@ import { fromMetrics, type MetricsSnapshot } from "./MetricsSnapshot.ts"
  * - `withoutScopeInfo` (`true`): leaves out the `otel_scope_*` labels, which would repeat
  *   `@effect/opentelemetry/Metrics` on every series.
  * - `serializer` (`keel`): `keel` writes the exposition with {@link PrometheusText} (byte-identical to the
- *   exporter's own serializer, about 10× faster on large expositions); `otel` uses the exporter's
+ *   exporter's own serializer, about 10× faster on large expositions, and faster again from the second
+ *   scrape on: it keeps each series' text between scrapes); `otel` uses the exporter's
  *   `PrometheusSerializer`.
+ * - `gzip` (`true`): answers `Content-Encoding: gzip` when the scraper sends `Accept-Encoding: gzip`
+ *   (Prometheus does): a page of 15.8 MB for 100 servers × 50 tools goes out as about 0.4 MB. The page
+ *   is streamed, family by family, through `node:zlib`, which compresses off the event loop.
+ * - `gzipLevel` (1): zlib's level. 1 is the fastest and, on this very repetitive text, within a few
+ *   percent of 3's size; 4 and above take about 3× as long for 15–20 % less (see the benchmark).
  * - `labelCap`: the cardinality caps of the tool-call metrics (see `McpMetrics.LabelCap`: 100 tools per
  *   server, then `_other`).
  *
@@ -71,6 +80,10 @@ export const PrometheusMetricsConfig = Schema.Struct({
   prefix: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed(""))),
   withoutScopeInfo: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(true))),
   serializer: Schema.Literals(["keel", "otel"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("keel" as const))),
+  gzip: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(true))),
+  gzipLevel: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 9 })).pipe(
+    Schema.withDecodingDefaultKey(Effect.succeed(1))
+  ),
   labelCap: McpMetrics.LabelCap.pipe(Schema.withDecodingDefaultKey(Effect.succeed({})))
 })
 
@@ -109,7 +122,10 @@ export interface PrometheusMetricsShape {
   readonly port: number
   /** `http://host:port/path`. */
   readonly url: string
-  /** Serves the exposition for any request (seed: `Handler()`); mount it in your own server. */
+  /**
+   * Serves the exposition for any request (seed: `Handler()`), streamed, gzipped when the request's
+   * `Accept-Encoding` allows it (and `gzip` is on); mount it in your own server.
+   */
   readonly handler: (request: IncomingMessage, response: ServerResponse) => void
   /** The exposition text, as `/metrics` serves it, without HTTP. */
   readonly scrape: Effect.Effect<string>
@@ -185,6 +201,30 @@ const close = (server: Server): Promise<void> =>
     server.closeAllConnections()
   })
 
+/**
+ * Whether an `Accept-Encoding` header accepts gzip: `gzip` (or `x-gzip`, or `*` when gzip is not named)
+ * with a quality above 0.
+ */
+export const acceptsGzip = (header: string | ReadonlyArray<string> | undefined): boolean => {
+  if (header === undefined) return false
+  const value = typeof header === "string" ? header : header.join(",")
+  let star: boolean | undefined
+  for (const part of value.split(",")) {
+    const [coding = "", ...params] = part.split(";")
+    const name = coding.trim().toLowerCase()
+    if (name !== "gzip" && name !== "x-gzip" && name !== "*") continue
+    let q = 1
+    for (const param of params) {
+      const [k, v] = param.split("=")
+      if (k?.trim().toLowerCase() === "q") q = Number(v?.trim())
+    }
+    const accepted = q > 0
+    if (name === "*") star = accepted
+    else return accepted
+  }
+  return star ?? false
+}
+
 const make = (input: PrometheusMetricsConfigInput) =>
   Effect.gen(function*() {
     const config = yield* Schema.decodeUnknownEffect(PrometheusMetricsConfig)(input).pipe(
@@ -199,19 +239,38 @@ const make = (input: PrometheusMetricsConfigInput) =>
       Effect.provide(Resource.layer({ serviceName: config.serviceName, serviceVersion: config.serviceVersion }))
     )
     const otelSerializer = new PrometheusSerializer(config.prefix, false, undefined, false, config.withoutScopeInfo)
-    const textOptions = { prefix: config.prefix, withoutScopeInfo: config.withoutScopeInfo }
-    const exposition = async (): Promise<string> => {
+    const keelSerializer = new PrometheusText.Serializer({ prefix: config.prefix, withoutScopeInfo: config.withoutScopeInfo })
+    /** The page as chunks, written lazily (the Keel serializer) or at once (the exporter's). */
+    const chunks = async (): Promise<Iterable<string>> => {
       const { resourceMetrics } = await exporter.collect()
       return config.serializer === "keel"
-        ? PrometheusText.serialize(resourceMetrics, textOptions)
-        : otelSerializer.serialize(resourceMetrics)
+        ? keelSerializer.chunks(resourceMetrics)
+        : [otelSerializer.serialize(resourceMetrics)]
     }
-    const handler = (_request: IncomingMessage, response: ServerResponse): void => {
-      exposition().then(
-        (text) => {
+    const exposition = async (): Promise<string> => {
+      let text = ""
+      for (const chunk of await chunks()) text += chunk
+      return text
+    }
+    const handler = (request: IncomingMessage, response: ServerResponse): void => {
+      chunks().then(
+        (page) => {
+          const gzip = config.gzip && acceptsGzip(request.headers["accept-encoding"])
           response.statusCode = 200
           response.setHeader("content-type", "text/plain; version=0.0.4; charset=utf-8")
-          response.end(text)
+          if (config.gzip) response.setHeader("vary", "Accept-Encoding")
+          if (gzip) response.setHeader("content-encoding", "gzip")
+          if (request.method === "HEAD") {
+            response.end()
+            return
+          }
+          const source = Readable.from(page)
+          // a failure mid-page (the client went away, most often) destroys the response: never a
+          // truncated page that looks complete
+          const done = gzip
+            ? pipeline(source, createGzip({ level: config.gzipLevel }), response)
+            : pipeline(source, response)
+          done.catch(() => response.destroy())
         },
         (e) => {
           response.statusCode = 500

@@ -1,0 +1,166 @@
+/**
+ * The `/metrics` page over real HTTP on 127.0.0.1: gzip when (and only when) the scraper asks for it,
+ * the streamed page parsed by a real parser, and byte-identical to the exporter's own serializer (a
+ * second layer with `serializer: "otel"` on the same registry) across scrapes while series change value,
+ * appear and disappear, so a stale cached label or series text would show.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Layer, Metric } from "effect"
+import { get as httpGet, type IncomingHttpHeaders } from "node:http"
+import { gunzipSync } from "node:zlib"
+import { acceptsGzip, PrometheusMetrics } from "./PrometheusMetrics.ts"
+import { parseExposition, total } from "./testing/exposition.ts"
+
+interface Raw {
+  readonly status: number
+  readonly headers: IncomingHttpHeaders
+  readonly body: Buffer
+}
+
+/** GET with node:http (which, unlike fetch, does not decode the body), with the given headers. */
+const getRaw = (url: string, headers: Record<string, string> = {}, method = "GET"): Effect.Effect<Raw> =>
+  Effect.promise(() =>
+    new Promise<Raw>((resolve, reject) => {
+      const request = httpGet(url, { headers, method }, (res) => {
+        const chunks: Array<Buffer> = []
+        res.on("data", (c: Buffer) => chunks.push(c))
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
+        res.on("error", reject)
+      })
+      request.on("error", reject)
+    })
+  )
+
+const H = "mcp_client_operation_duration_seconds"
+const histogram = Metric.histogram("mcp.client.operation.duration", { boundaries: [0.01, 0.1, 1, 10] })
+const calls = Metric.counter("keel.tool.calls", { incremental: true })
+const tools = Metric.gauge("keel.server.tools")
+
+/** Records `n` servers × 40 tools of history (enough for a page of many chunks). */
+const record = (servers: number, round: number) =>
+  Effect.forEach(Array.from({ length: servers * 40 }, (_, i) => i), (i) => {
+    const attrs = { mcp_server_name: `s${Math.floor(i / 40)}`, gen_ai_tool_name: `tool "${i % 40}"\n`, round: "r" }
+    return Effect.all([
+      Metric.update(Metric.withAttributes(histogram, attrs), (i % 7) * 0.05 * round),
+      Metric.update(Metric.withAttributes(calls, attrs), 1),
+      Metric.update(Metric.withAttributes(tools, { mcp_server_name: `s${Math.floor(i / 40)}` }), 40 + round)
+    ], { discard: true })
+  }, { discard: true })
+
+describe("PrometheusMetrics /metrics", () => {
+  it.live("gzip when asked: Content-Encoding gzip, decompresses to the uncompressed page; identity otherwise", () =>
+    Effect.gen(function*() {
+      const metrics = yield* PrometheusMetrics
+      assert.strictEqual(metrics.host, "127.0.0.1")
+      yield* record(20, 1)
+      const plain = yield* getRaw(metrics.url)
+      assert.strictEqual(plain.status, 200)
+      assert.isUndefined(plain.headers["content-encoding"])
+      assert.strictEqual(plain.headers["vary"], "Accept-Encoding")
+      assert.include(plain.headers["content-type"] ?? "", "text/plain")
+      const text = plain.body.toString("utf8")
+      assert.isAbove(text.length, 200_000)
+
+      // what Prometheus sends
+      const zipped = yield* getRaw(metrics.url, { "accept-encoding": "gzip" })
+      assert.strictEqual(zipped.status, 200)
+      assert.strictEqual(zipped.headers["content-encoding"], "gzip")
+      assert.isBelow(zipped.body.length, plain.body.length / 10)
+      assert.strictEqual(gunzipSync(zipped.body).toString("utf8"), text)
+      const promHeader = yield* getRaw(metrics.url, {
+        "accept-encoding": "gzip, deflate;q=0.5, identity;q=0.1"
+      })
+      assert.strictEqual(promHeader.headers["content-encoding"], "gzip")
+      assert.strictEqual(gunzipSync(promHeader.body).toString("utf8"), text)
+
+      // not asked, or refused
+      for (const header of ["identity", "br", "gzip;q=0", "deflate, gzip;q=0, *"]) {
+        const r = yield* getRaw(metrics.url, { "accept-encoding": header })
+        assert.isUndefined(r.headers["content-encoding"], header)
+        assert.strictEqual(r.body.toString("utf8"), text, header)
+      }
+      // HEAD: the headers, no body
+      const head = yield* getRaw(metrics.url, { "accept-encoding": "gzip" }, "HEAD")
+      assert.strictEqual(head.status, 200)
+      assert.strictEqual(head.headers["content-encoding"], "gzip")
+      assert.strictEqual(head.body.length, 0)
+      // the same page as metrics.scrape
+      assert.strictEqual(yield* metrics.scrape, text)
+    }).pipe(Effect.provide(PrometheusMetrics.layer({ port: 0 })), Effect.provideService(Metric.MetricRegistry, new Map())))
+
+  it.live("gzip: false never compresses", () =>
+    Effect.gen(function*() {
+      const metrics = yield* PrometheusMetrics
+      yield* record(1, 1)
+      const r = yield* getRaw(metrics.url, { "accept-encoding": "gzip" })
+      assert.isUndefined(r.headers["content-encoding"])
+      assert.include(r.body.toString("utf8"), `${H}_bucket{`)
+    }).pipe(Effect.provide(PrometheusMetrics.layer({ port: 0, gzip: false })), Effect.provideService(Metric.MetricRegistry, new Map())))
+
+  it.live("the streamed page parses and stays byte-identical to the exporter's serializer while series change, appear and disappear", () =>
+    Effect.gen(function*() {
+      const registry = new Map()
+      const pages = yield* Effect.gen(function*() {
+        const keel = yield* PrometheusMetrics
+        // a second exporter on the same registry, with the exporter's own serializer (kept open by the scope)
+        const otel = Context.get(yield* Layer.build(PrometheusMetrics.layer({ port: 0, serializer: "otel" })), PrometheusMetrics)
+        const compare = (round: number) =>
+          Effect.gen(function*() {
+            const zipped = yield* getRaw(keel.url, { "accept-encoding": "gzip" })
+            const plain = yield* getRaw(keel.url)
+            const reference = yield* getRaw(otel.url)
+            const text = gunzipSync(zipped.body).toString("utf8")
+            assert.strictEqual(text, reference.body.toString("utf8"), `round ${round}`)
+            assert.strictEqual(plain.body.toString("utf8"), text, `round ${round}`)
+            return text
+          })
+        const first = yield* compare(0)
+        yield* record(10, 1)
+        const second = yield* compare(1)
+        // the same scrape again (every series from the cache)
+        assert.strictEqual(yield* compare(1), second)
+        // values change, new servers appear
+        yield* record(15, 2)
+        const third = yield* compare(2)
+        // series disappear (dropped from the registry), one changes
+        const keys = [...registry.keys()]
+        for (let i = 0; i < keys.length; i += 3) registry.delete(keys[i])
+        yield* Metric.update(Metric.withAttributes(tools, { mcp_server_name: "s1" }), 7)
+        const fourth = yield* compare(3)
+        return [first, second, third, fourth]
+      }).pipe(Effect.scoped, Effect.provide(PrometheusMetrics.layer({ port: 0 })), Effect.provideService(Metric.MetricRegistry, registry))
+
+      const second = parseExposition(pages[1]!)
+      assert.strictEqual(second.types.get(H), "HISTOGRAM")
+      assert.strictEqual(total(second, `${H}_count`), 400)
+      assert.strictEqual(total(second, "keel_tool_calls_total", { mcp_server_name: "s3", gen_ai_tool_name: "tool \"5\"\n" }), 1)
+      const third = parseExposition(pages[2]!)
+      assert.strictEqual(total(third, `${H}_count`), 400 * 2 + 200)
+      assert.strictEqual(total(third, "keel_server_tools", { mcp_server_name: "s12" }), 42)
+      const fourth = parseExposition(pages[3]!)
+      assert.isBelow(total(fourth, `${H}_count`), total(third, `${H}_count`))
+      assert.strictEqual(total(fourth, "keel_server_tools", { mcp_server_name: "s1" }), 7)
+      assert.notStrictEqual(pages[3], pages[2])
+    }))
+})
+
+describe("acceptsGzip", () => {
+  it("reads Accept-Encoding", () => {
+    const cases: Array<[string | undefined, boolean]> = [
+      [undefined, false],
+      ["", false],
+      ["gzip", true],
+      ["GZIP", true],
+      ["x-gzip", true],
+      ["deflate, gzip;q=1.0, *;q=0.5", true],
+      ["gzip;q=0", false],
+      ["gzip; q=0.001", true],
+      ["br, deflate", false],
+      ["*", true],
+      ["*;q=0", false],
+      ["gzip;q=0, *", false],
+      ["identity", false]
+    ]
+    for (const [header, expected] of cases) assert.strictEqual(acceptsGzip(header), expected, String(header))
+  })
+})
