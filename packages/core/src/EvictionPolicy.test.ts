@@ -14,6 +14,8 @@ interface Model {
   victim(): number | undefined
 }
 
+/** `clear()` on the policy is compared with a fresh model (everything forgotten, ageing counter included). */
+
 const listModel = (reorder: boolean): Model => {
   let keys: Array<number> = [] // oldest first
   const touch = (k: number) => {
@@ -61,21 +63,44 @@ const lfuModel = (factor: number): Model => {
   }
 }
 
-type Op = { op: "insert" | "access" | "update" | "remove"; key: number }
+type Op = { op: "insert" | "access" | "update" | "remove" | "clear"; key: number }
 const opArb: fc.Arbitrary<Op> = fc.record({
   op: fc.constantFrom("insert" as const, "access" as const, "update" as const, "remove" as const),
   key: fc.integer({ min: 0, max: 7 })
 })
+/**
+ * Few keys, mostly reads, now and then a `clear()`: counts climb well above 2, so a halving pass maps
+ * different old counts to different new ones (and folds some buckets), which uniform ops over 8 keys
+ * with aggressive ageing rarely reach.
+ */
+const hotOpArb: fc.Arbitrary<Op> = fc.record({
+  op: fc.oneof(
+    { arbitrary: fc.constant("access" as const), weight: 8 },
+    { arbitrary: fc.constantFrom("insert" as const, "update" as const), weight: 3 },
+    { arbitrary: fc.constant("remove" as const), weight: 1 },
+    { arbitrary: fc.constant("clear" as const), weight: 1 }
+  ),
+  key: fc.integer({ min: 0, max: 3 })
+})
 
 /** Drives a policy and its model with the same valid event sequence; victims must agree after every step. */
-const agrees = (make: () => EvictionPolicy.EvictionPolicy<number>, model: () => Model) =>
+const agrees = (
+  make: () => EvictionPolicy.EvictionPolicy<number>,
+  model: () => Model,
+  ops: fc.Arbitrary<Op> = opArb,
+  numRuns = 300
+) =>
   fc.assert(
-    fc.property(fc.array(opArb, { maxLength: 300 }), (ops) => {
+    fc.property(fc.array(ops, { maxLength: 300 }), (ops) => {
       const policy = make()
-      const m = model()
+      let m = model()
       const held = new Set<number>()
       for (const { key, op } of ops) {
-        if (op === "insert") {
+        if (op === "clear") {
+          held.clear()
+          policy.clear()
+          m = model()
+        } else if (op === "insert") {
           if (held.has(key)) continue
           held.add(key)
           policy.onInsert(key)
@@ -98,7 +123,7 @@ const agrees = (make: () => EvictionPolicy.EvictionPolicy<number>, model: () => 
       }
       return true
     }),
-    { numRuns: 300 }
+    { numRuns }
   )
 
 describe("EvictionPolicy", () => {
@@ -109,6 +134,56 @@ describe("EvictionPolicy", () => {
     it("lfu (aggressive ageing, factor 1)", () =>
       agrees(() => EvictionPolicy.lfu({ ageFactor: 1 }), () => lfuModel(1)))
     it("lfu (no ageing)", () => agrees(() => EvictionPolicy.lfu({ ageFactor: Infinity }), () => lfuModel(Infinity)))
+    it("lru, fifo and lfu with hot keys and clear() (counts above 2 before a halving pass)", () => {
+      agrees(EvictionPolicy.lru, () => listModel(true), hotOpArb, 100)
+      agrees(EvictionPolicy.fifo, () => listModel(false), hotOpArb, 100)
+      for (const factor of [2, 3, 5]) {
+        agrees(() => EvictionPolicy.lfu({ ageFactor: factor }), () => lfuModel(factor), hotOpArb, 150)
+      }
+    })
+  })
+
+  it("lfu: a halving pass keeps distinct halved counts apart and folds equal ones", () => {
+    // ageFactor 3: ageing runs when the counted ops reach 3 × size.
+    const p = EvictionPolicy.lfu<string>({ ageFactor: 3 })
+    p.onInsert("a") // ops 1, a: 1
+    p.onInsert("b") // ops 2, b: 1
+    for (let i = 0; i < 4; i++) p.onAccess("b") // ops 6 = 3 × 2: b: 5, then halving: a 1, b 2
+    p.onInsert("c") // c: 1, after a in the count-1 bucket
+    expect(p.victim()).toBe("a")
+    p.onRemove("a")
+    expect(p.victim()).toBe("c") // b kept its halved count 2
+    // Fold: counts 2 and 3 both halve to 1; the keys of the lower old count come first.
+    const q = EvictionPolicy.lfu<string>({ ageFactor: 3 })
+    q.onInsert("x") // ops 1
+    q.onInsert("y") // ops 2
+    q.onAccess("y") // ops 3, y: 2
+    q.onAccess("x") // ops 4, x: 2
+    q.onAccess("y") // ops 5, y: 3
+    q.onAccess("x") // ops 6 = 3 × 2, x: 3, then halving: both 1, bucket order y (old 3, touched first), x
+    expect(q.victim()).toBe("y")
+    q.onAccess("y") // y: 2 (its node must now live in the folded bucket)
+    expect(q.victim()).toBe("x")
+    q.onAccess("x") // x: 2, after y
+    expect(q.victim()).toBe("y")
+    q.onRemove("y")
+    q.onRemove("x")
+    expect(q.victim()).toBeUndefined()
+  })
+
+  it("clear() forgets every key, and the policy works again afterwards", () => {
+    for (const make of [EvictionPolicy.lru, EvictionPolicy.fifo, () => EvictionPolicy.lfu<string>({ ageFactor: 2 })]) {
+      const p = make()
+      p.onInsert("a")
+      p.onInsert("b")
+      p.onAccess("b")
+      p.clear()
+      expect(p.victim()).toBeUndefined()
+      p.onInsert("c")
+      expect(p.victim()).toBe("c")
+      p.onInsert("a") // "a" is new again: a fresh node, not a touch of a stale one
+      expect(p.victim()).toBe("c")
+    }
   })
 
   it("lru: a read moves the key to the back", () => {
