@@ -30,6 +30,9 @@ export default defineConfig({
         }
       }
     ],
+    // One worker reused across runs: Stryker starts vitest once per mutant run, and a fresh worker per file
+    // (import of effect included) would cost more than the tests.
+    isolate: false,
     testTimeout: 30_000,
     hookTimeout: 30_000
   }
