@@ -1,0 +1,82 @@
+/**
+ * Keel on several replicas, sharing state through Redis: the manager's graph with a shared breaker state
+ * ({@link SharedBreakers}), tool-list invalidation over pub/sub ({@link SharedToolCache}) and per-server
+ * rate limits and bulkheads ({@link ServerLimits}), all over one fail-open {@link SharedRedis}.
+ *
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const mcp = yield* McpClientManager
+ *   const limits = yield* ServerLimits
+ *   const result = yield* limits.run("github", mcp.callTool("github", "search", { q: "effect" }, { timeout: "5 seconds" }), { timeout: "5 seconds" })
+ * }).pipe(Effect.provide(ScaleOut.layerFile("mcp.json")))
+ * ```
+ *
+ * Without a `keel.redis` section the graph is the default one (everything in-process) plus local
+ * bulkheads and rate limits.
+ *
+ * @since 0.3.0
+ */
+import { Effect, Layer, Option } from "effect"
+import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
+import * as ConnectionPool from "./ConnectionPool.ts"
+import { McpClientManager } from "./McpClientManager.ts"
+import { McpConfig } from "./McpConfig.ts"
+import { decodeScaleOut, loadScaleOutFile, type ScaleOutConfig } from "./ScaleOutConfig.ts"
+import type { McpConfigError } from "./ServerConfig.ts"
+import * as SessionHooks from "./SessionHooks.ts"
+import * as SharedBreakers from "./SharedBreakers.ts"
+import { SharedRedis } from "./SharedRedis.ts"
+import * as SharedToolCache from "./SharedToolCache.ts"
+import { ServerLimits } from "./ServerLimits.ts"
+import type { ToolCache } from "./ToolCache.ts"
+
+/**
+ * What the scale-out graph provides.
+ *
+ * @since 0.3.0
+ */
+export type Services = McpClientManager | ServerLimits | CircuitBreakerRegistry | ToolCache | ConnectionPool.ConnectionPool
+
+/**
+ * The graph over an `McpConfig` layer and the decoded scale-out sections.
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerWith = (
+  config: Layer.Layer<McpConfig, McpConfigError>,
+  scaleOut: ScaleOutConfig
+): Layer.Layer<Services | McpConfig, McpConfigError> => {
+  const redis: Layer.Layer<never> | Layer.Layer<SharedRedis> = Option.match(scaleOut.redis, {
+    onNone: () => Layer.empty,
+    onSome: (r) => SharedRedis.layer(r)
+  })
+  const cache = SharedToolCache.layer
+  const breakers = Layer.merge(SharedBreakers.layer, Layer.empty).pipe(Layer.provideMerge(CircuitBreakerRegistry.layer()))
+  const pool = McpClientManager.layerConnectionPool().pipe(Layer.provide(SessionHooks.layer()))
+  return McpClientManager.layer().pipe(
+    Layer.provideMerge(Layer.mergeAll(pool, breakers, ServerLimits.layer(scaleOut.servers))),
+    Layer.provideMerge(cache),
+    Layer.provideMerge(redis as Layer.Layer<never>),
+    Layer.provideMerge(config)
+  )
+}
+
+/**
+ * The whole graph from an `mcpServers` file with optional `keel.redis`, `keel.rateLimit` and
+ * `keel.maxConcurrentCalls` sections.
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerFile = (file: string): Layer.Layer<Services | McpConfig, McpConfigError> =>
+  Layer.unwrap(Effect.map(loadScaleOutFile(file), (scaleOut) => layerWith(McpConfig.layerFile(file), scaleOut)))
+
+/**
+ * The whole graph from a parsed config value.
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerConfig = (json: unknown): Layer.Layer<Services | McpConfig, McpConfigError> =>
+  Layer.unwrap(Effect.map(decodeScaleOut(json), (scaleOut) => layerWith(McpConfig.layerConfig(json), scaleOut)))
