@@ -79,11 +79,29 @@ describe("McpConfigFile", () => {
           "mcpServers.a.keel.breaker.successThresholdToClose",
           /permittedCallsInHalfOpen/
         ],
+        // An error in keel.defaults is reported where it is written, not under a server (case 11).
         [
           { mcpServers: { a: { command: "node" } }, keel: { defaults: { breaker: { successThresholdToClose: 9 } } } },
-          "mcpServers.a.keel.breaker.successThresholdToClose",
+          "keel.defaults.breaker.successThresholdToClose",
           /permittedCallsInHalfOpen/
         ],
+        [{ mcpServers: { a: { command: "node" } }, keel: { defaults: { pool: { maxConnections: 0 } } } }, "keel.defaults.pool.maxConnections", /./],
+        [{ mcpServers: { a: { command: "node" } }, keel: { defaults: { breaker: { failureRateThreshold: 2 } } } }, "keel.defaults.breaker.failureRateThreshold", /./],
+        // Unknown keys, at every level, with the key probably meant (case 10).
+        [{ mcpServers: { a: { command: "node", keel: { breaker: { waitDurationInOpenn: 5 } } } } }, "mcpServers.a.keel.breaker.waitDurationInOpenn", /did you mean "waitDurationInOpen"/],
+        [{ mcpServers: { a: { command: "node", keel: { pool: { maxConections: 5 } } } } }, "mcpServers.a.keel.pool.maxConections", /did you mean "maxConnections"/],
+        [{ mcpServers: { a: { command: "node" } }, keel: { defaults: { cache: { polcy: "lfu" } } } }, "keel.defaults.cache.polcy", /did you mean "policy"/],
+        [{ mcpServers: { a: { command: "node" } }, keel: { defaults: { poool: {} } } }, "keel.defaults.poool", /did you mean "pool"/],
+        [{ mcpServers: { a: { comand: "node" } } }, "mcpServers.a.comand", /did you mean "command"/],
+        [{ mcpServers: { a: { command: "node", keel: { timeout: {} } } } }, "mcpServers.a.keel.timeout", /did you mean "timeouts"/],
+        [{ mcpServers: { a: { command: "node", keel: { timeouts: { cal: 5 } } } } }, "mcpServers.a.keel.timeouts.cal", /did you mean "call"/],
+        [{ mcpServers: { a: { command: "node", zzz: 1 } } }, "mcpServers.a.zzz", /^unknown key$/],
+        [{ mcpServer: { a: { command: "node" } }, mcpServers: {} }, "mcpServer", /did you mean "mcpServers"/],
+        [{ mcpServers: {}, keel: { defaults: {}, defualts: {} } }, "keel.defualts", /did you mean "defaults"/],
+        // Timeouts that would time out every request (case 5).
+        [{ mcpServers: { a: { command: "node", keel: { timeouts: { call: 0 } } } } }, "mcpServers.a.keel.timeouts.call", /positive/],
+        [{ mcpServers: { a: { command: "node", keel: { timeouts: { call: -5 } } } } }, "mcpServers.a.keel.timeouts.call", /positive/],
+        [{ mcpServers: { a: { command: "node", keel: { timeouts: { tools: { x: 0 } } } } } }, "mcpServers.a.keel.timeouts.tools.x", /positive/],
         [{ mcpServers: { a: { command: "node", keel: { cache: { capacity: 1 } } } } }, "mcpServers.a.keel.cache", /keel.defaults.cache/],
         [{ mcpServers: { a: { command: "node" } }, keel: { defaults: { cache: { policy: "random" } } } }, "keel.defaults.cache.policy", /./]
       ]
@@ -93,6 +111,42 @@ describe("McpConfigFile", () => {
         assert.strictEqual(error.path, path, JSON.stringify(json))
         assert.match(error.message, message, JSON.stringify(json))
       }
+    }))
+
+  it.effect("durations in files: milliseconds or strings such as \"5 seconds\"; a null timeout is none; other clients' keys pass", () =>
+    Effect.gen(function*() {
+      const config = yield* decodeConfig({
+        mcpServers: {
+          a: {
+            command: "node",
+            disabled: false,
+            autoApprove: [],
+            keel: {
+              breaker: { waitDurationInOpen: "5 seconds" },
+              pool: { idleTimeout: "2 minutes", acquireTimeout: 1500 },
+              timeouts: { call: "30 days", max: null, tools: { slow: "1 minute", forever: null } }
+            }
+          }
+        },
+        keel: { defaults: { pool: { housekeepingInterval: "2 seconds" }, cache: { timeToLive: "10 minutes" } } },
+        globalShortcut: "Ctrl+Space"
+      }, env)
+      const a = config.servers[0]!
+      assert.strictEqual(Duration.toMillis(a.breaker.waitDurationInOpen), 5_000)
+      assert.strictEqual(Duration.toMillis(a.pool.idleTimeout), 120_000)
+      assert.strictEqual(Duration.toMillis(a.pool.acquireTimeout), 1_500)
+      assert.strictEqual(Duration.toMillis(a.timeouts.call), 30 * 86_400_000)
+      assert.strictEqual(Duration.toMillis(a.timeouts.max), Infinity)
+      assert.strictEqual(Duration.toMillis(a.timeouts.tools.slow!), 60_000)
+      assert.strictEqual(Duration.toMillis(a.timeouts.tools.forever!), Infinity)
+      assert.strictEqual(Duration.toMillis(config.pool.housekeepingInterval), 2_000)
+      assert.strictEqual(Duration.toMillis(config.cache.timeToLive), 600_000)
+      // A string that is no duration is still an error at its path.
+      const bad = yield* Effect.flip(decodeConfig({ mcpServers: { a: { command: "node", keel: { pool: { idleTimeout: "soon" } } } } }, env))
+      assert.strictEqual(bad.path, "mcpServers.a.keel.pool.idleTimeout")
+      // A count is not a duration: "5 seconds" there stays an error.
+      const count = yield* Effect.flip(decodeConfig({ mcpServers: { a: { command: "node", keel: { pool: { maxConnections: "5 seconds" } } } } }, env))
+      assert.strictEqual(count.path, "mcpServers.a.keel.pool.maxConnections")
     }))
 
   it.effect("loadConfigFile names the file; invalid JSON and missing files are typed errors", () =>

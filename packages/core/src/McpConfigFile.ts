@@ -24,13 +24,22 @@
  * - Keel's sections `pool`, `breaker` and `timeouts` may appear under `keel.defaults` and under each
  *   server's `keel`; a server's section is merged over the defaults, key by key. `cache` is manager-wide
  *   (one cache serves every server) and lives under `keel.defaults` only.
+ * - Durations are numbers of milliseconds (`5000`) or strings such as `"5 seconds"` / `"2 minutes"`; a
+ *   timeout of `null` means none.
+ * - Unknown keys are errors, at every level of a server entry and of Keel's sections, naming the path and,
+ *   when one is close, the key that was probably meant (`mcpServers.github.comand: unknown key (did you mean
+ *   "command"?)`). Keys other MCP clients write in server entries (`disabled`, `autoApprove`,
+ *   `alwaysAllow`, `description`, `timeout`, `envFile`, `transportType`, `name`) are accepted and ignored.
+ *   At the top level, where other settings of the application may live, only keys close to `mcpServers`,
+ *   `servers` or `keel` are errors.
+ * - An error in `keel.defaults` is reported at its own path (`keel.defaults.pool.maxConnections`), once.
  * - Every error is an {@link McpConfigError} that names the file, the path and the problem.
  * - The `McpConfig` service (`McpConfig.ts`) holds the decoded result for the layers built from it.
  *
  * @since 0.1.0
  */
 import { readFile } from "node:fs/promises"
-import { Effect, Schema } from "effect"
+import { Duration, Effect, Schema } from "effect"
 import { CircuitBreakerConfig, decode as decodeBreaker } from "./CircuitBreaker.ts"
 import { ConnectionPoolConfig, PoolSettings } from "./ConnectionPool.ts"
 import { configError, decodeServerConfig, McpConfigError, type ServerConfig } from "./ServerConfig.ts"
@@ -113,27 +122,157 @@ const expand = (
   return Effect.succeed(value)
 }
 
+
+// ---------------------------------------------------------------------------------------------------------
+// Unknown keys and durations
+// ---------------------------------------------------------------------------------------------------------
+
+/** The edit distance between two short keys (case-insensitive), for "did you mean". */
+const distance = (a: string, b: string): number => {
+  const x = a.toLowerCase()
+  const y = b.toLowerCase()
+  let prev = Array.from({ length: y.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= x.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= y.length; j++) {
+      row.push(Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (x[i - 1] === y[j - 1] ? 0 : 1)))
+    }
+    prev = row
+  }
+  return prev[y.length]!
+}
+
+/** The known key closest to `key`, when close enough to be a typo of it. */
+const closest = (key: string, known: ReadonlyArray<string>): string | undefined => {
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const k of known) {
+    const d = distance(key, k)
+    if (d < bestDistance) {
+      best = k
+      bestDistance = d
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(best.length / 4)) ? best : undefined
+}
+
+/** A key's path for messages: the key is cut and escaped (it is the user's text, possibly long). */
+const keyPath = (path: string, key: string): string => `${path}.${key.length > 60 ? `${key.slice(0, 60)}…` : key}`.replace(
+  // eslint-disable-next-line no-control-regex
+  /[\u0000-\u001f\u007f]/g,
+  (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`
+)
+
+/** Fails on the first key of `value` not in `known` (nor in `tolerated`), naming its path and a likely fix. */
+const checkKeys = (
+  value: Record<string, unknown>,
+  known: ReadonlyArray<string>,
+  path: string,
+  tolerated: ReadonlyArray<string> = []
+): Effect.Effect<void, McpConfigError> => {
+  for (const key of Object.keys(value)) {
+    if (known.includes(key) || tolerated.includes(key)) continue
+    const meant = closest(key, known)
+    return Effect.fail(
+      new McpConfigError({ path: keyPath(path, key), message: `unknown key${meant !== undefined ? ` (did you mean "${meant}"?)` : ""}` })
+    )
+  }
+  return Effect.void
+}
+
+/** The field names of a Struct schema. */
+const fieldsOf = (schema: { readonly fields: Record<string, unknown> }): ReadonlyArray<string> => Object.keys(schema.fields)
+
+/** The keys a server entry may have, by transport, besides `keel`. */
+const SERVER_KEYS = {
+  stdio: ["type", "command", "args", "env", "cwd", "maxMessageBytes"],
+  http: ["type", "url", "headers"],
+  sse: ["type", "url", "headers"]
+} as const
+
+/** Keys other MCP clients (Claude Desktop, VS Code, Cline, Cursor) write in a server entry; Keel ignores them. */
+const FOREIGN_SERVER_KEYS = ["disabled", "autoApprove", "alwaysAllow", "description", "timeout", "envFile", "transportType", "name"]
+
+const ROOT_KEYS = ["mcpServers", "servers", "keel"]
+
+/** Whether a field's schema decodes a number of milliseconds into a `Duration`. */
+const isDurationField = (field: unknown): boolean => {
+  const decoded = Schema.decodeUnknownOption(Schema.Struct({ d: field as Schema.Codec<unknown, unknown> }))({ d: 1 })
+  return decoded._tag === "Some" && Duration.isDuration((decoded.value as { d: unknown }).d)
+}
+
+const durationFieldCache = new WeakMap<object, ReadonlySet<string>>()
+
+/** The duration fields of a Struct schema (computed once per schema). */
+const durationFields = (schema: { readonly fields: Record<string, unknown> }): ReadonlySet<string> => {
+  let set = durationFieldCache.get(schema)
+  if (set === undefined) {
+    set = new Set(Object.keys(schema.fields).filter((k) => isDurationField(schema.fields[k])))
+    durationFieldCache.set(schema, set)
+  }
+  return set
+}
+
+/** `"5 seconds"` (or a `Duration`, from code) → 5000; anything else as it is (decoding then names the path of a bad value). */
+const stringToMillis = (v: unknown): unknown => {
+  if (Duration.isDuration(v)) return Duration.toMillis(v)
+  if (typeof v !== "string") return v
+  const d = Duration.fromInput(v as Duration.Input)
+  return d._tag === "Some" ? Duration.toMillis(d.value) : v
+}
+
+/**
+ * A section as written in a file, with its durations in milliseconds: strings such as `"5 seconds"` in
+ * duration fields become numbers; in `timeouts`, `null` ("no timeout") becomes `Infinity`, and the values
+ * of `timeouts.tools` are durations too.
+ */
+const normalizeSection = (
+  schema: { readonly fields: Record<string, unknown> },
+  value: Record<string, unknown>,
+  isTimeouts: boolean
+): Record<string, unknown> => {
+  const durations = durationFields(schema)
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) {
+    if (isTimeouts && k === "tools" && isRecord(v)) {
+      out[k] = Object.fromEntries(Object.entries(v).map(([t, d]) => [t, d === null ? Infinity : stringToMillis(d)]))
+    } else if (durations.has(k)) {
+      out[k] = isTimeouts && v === null ? Infinity : stringToMillis(v)
+    } else {
+      out[k] = v
+    }
+  }
+  return out
+}
+
 /** Decodes one policy section with its Schema, naming `path` in errors. */
-const section = <S extends Schema.Codec<any, any, never, never>>(
+const section = <S extends Schema.Codec<any, any, never, never> & { readonly fields: Record<string, unknown> }>(
   schema: S,
   defaults: unknown,
   override: unknown,
   path: string
 ): Effect.Effect<S["Type"], McpConfigError> => {
   if (defaults !== undefined && !isRecord(defaults)) {
-    return Effect.fail(new McpConfigError({ path: path.replace(/^mcpServers\.[^.]+\.keel/, "keel.defaults"), message: "Expected an object" }))
+    return Effect.fail(new McpConfigError({ path: path.replace(/^.*\.keel(?=\.)/, "keel.defaults"), message: "Expected an object" }))
   }
   if (override !== undefined && !isRecord(override)) {
     return Effect.fail(new McpConfigError({ path, message: "Expected an object" }))
   }
-  return Schema.decodeUnknownEffect(schema)({ ...defaults, ...override }, { errors: "first" }).pipe(
-    Effect.mapError((e) => configError(path, e))
+  const isTimeouts = (schema as unknown) === TimeoutsConfig
+  return Effect.andThen(
+    override !== undefined ? checkKeys(override, fieldsOf(schema), path) : Effect.void,
+    Schema.decodeUnknownEffect(schema)(
+      normalizeSection(schema, { ...defaults, ...override }, isTimeouts),
+      { errors: "first" }
+    ).pipe(Effect.mapError((e) => configError(path, e)))
   ) as Effect.Effect<S["Type"], McpConfigError>
 }
 
 /** Maps a Claude Desktop / VS Code server entry onto {@link ServerConfig}'s input. */
 const toServerInput = (entry: Record<string, unknown>): Record<string, unknown> => {
-  const { keel: _keel, ...rest } = entry
+  const { keel: _keel, ...all } = entry
+  const rest: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(all)) if (!FOREIGN_SERVER_KEYS.includes(k)) rest[k] = v
   if (rest.type === undefined) {
     if (rest.command !== undefined) return { ...rest, type: "stdio" }
     if (rest.url !== undefined) return { ...rest, type: "http" }
@@ -158,6 +297,10 @@ export const decodeServerEntry = (
 ): Effect.Effect<ServerEntry, McpConfigError> =>
   Effect.gen(function*() {
     if (!isRecord(raw)) return yield* new McpConfigError({ path, message: "Expected an object" })
+    const input = toServerInput(raw)
+    const type = input.type === "stdio" || input.type === "http" || input.type === "sse" ? input.type : undefined
+    const known = type !== undefined ? [...SERVER_KEYS[type], "keel"] : [...new Set([...SERVER_KEYS.stdio, ...SERVER_KEYS.http, "keel"])]
+    yield* checkKeys(raw, known, path, FOREIGN_SERVER_KEYS)
     const expanded = (yield* expand(raw, path, env)) as Record<string, unknown>
     const config = yield* decodeServerConfig(toServerInput(expanded), path)
     return { name, config, ...(yield* decodePolicies(expanded.keel, defaults, `${path}.keel`)) }
@@ -176,6 +319,7 @@ export const decodePolicies = (
 ): Effect.Effect<Pick<ServerEntry, "pool" | "breaker" | "timeouts">, McpConfigError> =>
   Effect.gen(function*() {
     if (own !== undefined && !isRecord(own)) return yield* new McpConfigError({ path, message: "Expected an object" })
+    if (own !== undefined) yield* checkKeys(own, ["pool", "breaker", "timeouts", "cache"], path)
     if (own?.cache !== undefined) {
       return yield* new McpConfigError({
         path: `${path}.cache`,
@@ -205,14 +349,23 @@ export const decodeConfig = (
 ): Effect.Effect<McpConfigShape, McpConfigError> =>
   Effect.gen(function*() {
     if (!isRecord(json)) return yield* new McpConfigError({ path: "(root)", message: "Expected a JSON object" })
+    for (const k of Object.keys(json)) {
+      // Other settings of the application may share the file: only near misses of Keel's keys are errors.
+      const meant = ROOT_KEYS.includes(k) ? undefined : closest(k, ROOT_KEYS)
+      if (meant !== undefined) return yield* new McpConfigError({ path: keyPath("", k).slice(1), message: `unknown key (did you mean "${meant}"?)` })
+    }
     const key = json.mcpServers !== undefined ? "mcpServers" : json.servers !== undefined ? "servers" : undefined
     if (key === undefined) return yield* new McpConfigError({ path: "mcpServers", message: "Missing key: expected an object of servers" })
     const servers = json[key]
     if (!isRecord(servers)) return yield* new McpConfigError({ path: key, message: "Expected an object of servers" })
     const keel = json.keel
     if (keel !== undefined && !isRecord(keel)) return yield* new McpConfigError({ path: "keel", message: "Expected an object" })
+    if (keel !== undefined) yield* checkKeys(keel, ["defaults"], "keel")
     const defaults = (keel?.defaults ?? {}) as ServerPolicyInput
     if (!isRecord(defaults)) return yield* new McpConfigError({ path: "keel.defaults", message: "Expected an object" })
+    yield* checkKeys(defaults as Record<string, unknown>, ["pool", "cache", "breaker", "timeouts"], "keel.defaults")
+    // The defaults on their own first, so an error in them is reported at its own path, not a server's.
+    yield* validateDefaults(defaults)
 
     const entries: Array<ServerEntry> = []
     for (const [name, raw] of Object.entries(servers)) {
@@ -221,6 +374,19 @@ export const decodeConfig = (
     const cache = yield* section(ToolCacheConfig, undefined, defaults.cache, "keel.defaults.cache")
     const pool = yield* section(ConnectionPoolConfig, undefined, defaults.pool, "keel.defaults.pool")
     return { servers: entries, pool, cache, defaults }
+  })
+
+/** Decodes each `keel.defaults` section alone (errors at `keel.defaults.<section>.<field>`). */
+const validateDefaults = (defaults: ServerPolicyInput): Effect.Effect<void, McpConfigError> =>
+  Effect.gen(function*() {
+    if (defaults.pool !== undefined) yield* section(ConnectionPoolConfig, undefined, defaults.pool, "keel.defaults.pool")
+    if (defaults.breaker !== undefined) {
+      yield* Effect.flatMap(
+        section(CircuitBreakerConfig, undefined, defaults.breaker, "keel.defaults.breaker"),
+        (breaker) => decodeBreaker(breaker, "keel.defaults.breaker")
+      )
+    }
+    if (defaults.timeouts !== undefined) yield* section(TimeoutsConfig, undefined, defaults.timeouts, "keel.defaults.timeouts")
   })
 
 /** Where a JSON text stops parsing, as "at line L, column C" (found by parsing prefixes, never by quoting). */
