@@ -40,7 +40,7 @@ export default {
 
 /** The committed files the mutation tests need, as they are on disk (git ls-files, existing files only). */
 function sandboxFiles() {
-  const roots = ["package.json", "tsconfig.json", "vitest.mutation.config.ts", "packages/core/package.json", "packages/core/src"]
+  const roots = ["package.json", "tsconfig.json", "vitest.mutation.config.ts", "vitest.mutation.setup.ts", "packages/core/package.json", "packages/core/src"]
   const out = execFileSync("git", ["ls-files", "-z", "--", ...roots], { encoding: "utf8" })
   return out.split("\0").filter((file) => file !== "" && !/\.(mcp|faults)\.test\.ts$|\/McpClient[^/]*\.test\.ts$/.test(file))
 }

@@ -26,7 +26,10 @@ export default defineConfig({
         test: {
           name: "core",
           root: "packages/core",
-          include: mutationTests
+          include: mutationTests,
+          setupFiles: ["../../vitest.mutation.setup.ts"],
+          // Lets a test skip what only measures speed (an O(1) check that takes seconds) under mutation.
+          env: { KEEL_MUTATION: "1" }
         }
       }
     ],

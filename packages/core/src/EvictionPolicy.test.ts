@@ -230,7 +230,8 @@ describe("EvictionPolicy", () => {
     expect(aged.victim()).toBe("old") // counts were halved repeatedly; the stale hot key goes
   })
 
-  it("built-in policies are O(1): 200k operations on 100k keys stay fast", () => {
+  // Skipped in mutation runs (`npm run mutation`): it costs 1–2 s per mutant and only measures speed.
+  it.skipIf(process.env.KEEL_MUTATION === "1")("built-in policies are O(1): 200k operations on 100k keys stay fast", () => {
     for (const make of [EvictionPolicy.lru, EvictionPolicy.fifo, () => EvictionPolicy.lfu<number>()]) {
       const p = make()
       const n = 100_000
