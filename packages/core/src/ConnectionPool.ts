@@ -133,7 +133,7 @@ import * as ConfigSchema from "./ConfigSchema.ts"
 import type { McpConfigError } from "./ConfigSchema.ts"
 import { UnknownServerError } from "./ManagerErrors.ts"
 import { type ConnectOptions, McpClient, type McpConnection } from "./McpClient.ts"
-import { McpConnectError } from "./McpError.ts"
+import { AuthorizationRequiredError, McpAuthError, McpConnectError, type McpConnectFailure } from "./McpError.ts"
 import type { ServerConfig } from "./ServerConfig.ts"
 import { SessionHooks, type SessionHooksShape } from "./SessionHooks.ts"
 
@@ -289,12 +289,12 @@ export class PoolClosedError extends Schema.TaggedError<PoolClosedError>()("Pool
 /**
  * What borrowing a session can fail with: a timeout, a closed pool, an unknown server
  * (`UnknownServerError`, the same error the manager uses), or the server failing to start
- * (`McpConnectError`).
+ * (`McpConnectError`), or authorization being needed or refused (`AuthorizationRequiredError`, `McpAuthError`).
  *
  * @since 0.1.0
  * @category errors
  */
-export type PoolError = PoolTimeoutError | PoolClosedError | UnknownServerError | McpConnectError
+export type PoolError = PoolTimeoutError | PoolClosedError | UnknownServerError | McpConnectFailure
 
 // ---------------------------------------------------------------------------------------------------------
 // Metrics
@@ -411,7 +411,7 @@ export type Connect = (
   name: string,
   config: ServerConfig,
   options?: ConnectOptions
-) => Effect.Effect<McpConnection, McpConnectError, Scope.Scope>
+) => Effect.Effect<McpConnection, McpConnectFailure, Scope.Scope>
 
 /**
  * Options of {@link make} that are not data: `connect` (default `McpClient.connect`). What the pool does with
@@ -521,11 +521,11 @@ interface Session {
   closing: Fiber.Fiber<void> | undefined
 }
 
-type Item = Pool.PoolItem<Session, McpConnectError>
+type Item = Pool.PoolItem<Session, McpConnectFailure>
 
 /** One Effect `Pool` of a server, built for one config; `add` with the same name makes the next one. */
 interface Generation {
-  pool: Pool.Pool<Session, McpConnectError>
+  pool: Pool.Pool<Session, McpConnectFailure>
   /** The `Pool`'s scope: closing it shuts the `Pool` down. */
   readonly scope: Scope.Closeable
   readonly config: ServerConfig
@@ -585,9 +585,12 @@ interface Lease {
 
 const now = (p: PoolState): number => p.clock.currentTimeMillisUnsafe()
 
-const toConnectError = (name: string, cause: Cause.Cause<unknown>): McpConnectError => {
+const toConnectError = (name: string, cause: Cause.Cause<unknown>): McpConnectFailure => {
   const found = Cause.findErrorOption(cause)
-  if (found._tag === "Some" && found.value instanceof McpConnectError) return found.value
+  if (
+    found._tag === "Some" &&
+    (found.value instanceof McpConnectError || found.value instanceof AuthorizationRequiredError || found.value instanceof McpAuthError)
+  ) return found.value
   return new McpConnectError({ server: name, message: `could not connect to ${name}: ${String(Cause.squash(cause))}`, stderrTail: "" })
 }
 
@@ -698,7 +701,7 @@ const retire = (p: PoolState, s: ServerState, session: Session, reason: DestroyR
 }
 
 /** The Effect `Pool`'s `acquire`: a permit of the server, a connect slot, the connection, the hooks. */
-const openSession = (p: PoolState, s: ServerState, g: Generation): Effect.Effect<Session, McpConnectError, Scope.Scope> =>
+const openSession = (p: PoolState, s: ServerState, g: Generation): Effect.Effect<Session, McpConnectFailure, Scope.Scope> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
       const itemScope = yield* Effect.scope
@@ -787,7 +790,7 @@ const detectLeaks = (p: PoolState, s: ServerState): Effect.Effect<void> => {
   return Effect.all(warnings, { discard: true })
 }
 
-const strategy = (p: PoolState, s: ServerState, g: Generation): Pool.Strategy<Session, McpConnectError> => ({
+const strategy = (p: PoolState, s: ServerState, g: Generation): Pool.Strategy<Session, McpConnectFailure> => ({
   run: () =>
     Effect.forever(
       Effect.andThen(
@@ -811,7 +814,7 @@ const strategy = (p: PoolState, s: ServerState, g: Generation): Pool.Strategy<Se
 // ---------------------------------------------------------------------------------------------------------
 
 /** Moves an available item to the head of the `Pool`'s available list (where `Pool.use` / `Pool.get` take it). */
-const moveToFront = (state: Pool.State<Session, McpConnectError>, item: Item): void => {
+const moveToFront = (state: Pool.State<Session, McpConnectFailure>, item: Item): void => {
   const prev = item.availablePrevious
   if (prev === undefined) return
   const next = item.availableNext

@@ -50,6 +50,7 @@ import {
   computeScopeUnion,
   CrossAppAccessProvider,
   discoverAndRequestJwtAuthGrant,
+  DpopSession,
   extractWWWAuthenticateParams,
   type FetchLike,
   InsufficientScopeError,
@@ -64,13 +65,18 @@ import {
   requestJwtAuthorizationGrant,
   SdkHttpError,
   StaticPrivateKeyJwtProvider,
-  UnauthorizedError
+  UnauthorizedError,
+  withDpopFromProvider
 } from "@modelcontextprotocol/client"
 import { createHash } from "node:crypto"
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises"
 import { dirname } from "node:path"
 import { Context, Effect, Layer, Option, Redacted, Schema, Semaphore } from "effect"
 import { KeyValueStore } from "effect/persistence"
+import { markUncounted } from "./CircuitBreaker.ts"
+import { AuthorizationRequiredError, McpAuthError } from "./McpError.ts"
+
+export { AuthorizationRequiredError, McpAuthError } from "./McpError.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // Config
@@ -104,7 +110,8 @@ export const AuthorizationCodeAuth = Schema.Struct({
   redirectUrl: Schema.optionalKey(Schema.NonEmptyString),
   scopes: Schema.optionalKey(Scopes),
   clientName: Schema.optionalKey(Schema.NonEmptyString),
-  tokenEndpointAuthMethod: Schema.optionalKey(Schema.Literals(["client_secret_basic", "client_secret_post", "none"]))
+  tokenEndpointAuthMethod: Schema.optionalKey(Schema.Literals(["client_secret_basic", "client_secret_post", "none"])),
+  dpop: Schema.optionalKey(Schema.Boolean)
 })
 
 /** @since 0.3.0 @category config */
@@ -132,7 +139,8 @@ export const ClientCredentialsAuth = Schema.Struct({
   algorithm: Schema.optionalKey(Schema.NonEmptyString),
   assertion: Schema.optionalKey(Secret),
   scopes: Schema.optionalKey(Scopes),
-  expectedIssuer: Schema.optionalKey(Schema.NonEmptyString)
+  expectedIssuer: Schema.optionalKey(Schema.NonEmptyString),
+  dpop: Schema.optionalKey(Schema.Boolean)
 }).check(Schema.makeFilter((c) => {
   const ways = [c.clientSecret, c.privateKey, c.assertion].filter((x) => x !== undefined).length
   return ways === 1 ? undefined : "needs exactly one of clientSecret, privateKey or assertion"
@@ -164,7 +172,8 @@ export const CrossAppAccessAuth = Schema.Struct({
   idpClientSecret: Schema.optionalKey(Secret),
   idToken: Secret,
   scopes: Schema.optionalKey(Scopes),
-  expectedIssuer: Schema.optionalKey(Schema.NonEmptyString)
+  expectedIssuer: Schema.optionalKey(Schema.NonEmptyString),
+  dpop: Schema.optionalKey(Schema.Boolean)
 }).check(Schema.makeFilter((c) =>
   c.idpUrl !== undefined || c.idpTokenEndpoint !== undefined ? undefined : "needs idpUrl or idpTokenEndpoint"
 ))
@@ -173,12 +182,35 @@ export const CrossAppAccessAuth = Schema.Struct({
 export type CrossAppAccessAuth = typeof CrossAppAccessAuth.Type
 
 /**
- * A server's `auth` section: `type` picks the flow (`oauth`, `client_credentials`, `cross_app_access`).
+ * The JWT bearer grant (RFC 7523 §2.1) with a workload identity token (workload identity federation,
+ * SEP-1933): a JWT the platform issued to this workload (`assertion`) is exchanged for an access token;
+ * there is no client secret.
  *
  * @since 0.3.0
  * @category config
  */
-export const AuthConfig = Schema.Union([AuthorizationCodeAuth, ClientCredentialsAuth, CrossAppAccessAuth])
+export const JwtBearerAuth = Schema.Struct({
+  type: Schema.Literal("jwt_bearer"),
+  clientId: Schema.NonEmptyString,
+  assertion: Secret,
+  scopes: Schema.optionalKey(Scopes),
+  expectedIssuer: Schema.optionalKey(Schema.NonEmptyString),
+  dpop: Schema.optionalKey(Schema.Boolean)
+})
+
+/** @since 0.3.0 @category config */
+export type JwtBearerAuth = typeof JwtBearerAuth.Type
+
+/**
+ * A server's `auth` section: `type` picks the flow (`oauth`, `client_credentials`, `cross_app_access`,
+ * `jwt_bearer`). Every type takes `dpop: true` for DPoP sender-constrained tokens (RFC 9449; default
+ * `false`, plain Bearer tokens); the DPoP key lives in memory, so a DPoP-bound token does not outlive the
+ * process.
+ *
+ * @since 0.3.0
+ * @category config
+ */
+export const AuthConfig = Schema.Union([AuthorizationCodeAuth, ClientCredentialsAuth, CrossAppAccessAuth, JwtBearerAuth])
 
 /** @since 0.3.0 @category config */
 export type AuthConfig = typeof AuthConfig.Type
@@ -189,36 +221,6 @@ export const DEFAULT_REDIRECT_URL = "http://127.0.0.1:8976/callback"
 // ---------------------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------------------
-
-/**
- * The server needs a user to authorise this client. Send the user to `authorizationUrl`; the
- * authorization server redirects back to the configured `redirectUrl` with a `code`, which
- * `finishAuth(server, code)` redeems. Not the server's fault: it never counts against the circuit breaker
- * and is never retried.
- *
- * @since 0.3.0
- * @category errors
- */
-export class AuthorizationRequiredError extends Schema.TaggedError<AuthorizationRequiredError>()("AuthorizationRequiredError", {
-  server: Schema.String,
-  authorizationUrl: Schema.String,
-  message: Schema.String
-}) {}
-
-/**
- * Authorization failed for good: the authorization server refused (`invalid_client`, `invalid_grant`, ...),
- * the server still answered 401/403 after one recovery, a step-up hit its limit, or the token store failed.
- * The message names the server and the OAuth error, never a token or a secret. Not the server's fault: it
- * never counts against the circuit breaker and is never retried blindly.
- *
- * @since 0.3.0
- * @category errors
- */
-export class McpAuthError extends Schema.TaggedError<McpAuthError>()("McpAuthError", {
-  server: Schema.String,
-  message: Schema.String,
-  status: Schema.optional(Schema.Number)
-}) {}
 
 /**
  * The token store could not read or write.
@@ -386,6 +388,31 @@ export interface ServerAuth extends SessionAuth {
 const reveal = <A>(r: Redacted.Redacted<A> | undefined): A | undefined => (r === undefined ? undefined : Redacted.value(r))
 const scopeOf = (scopes: ReadonlyArray<string> | undefined) => (scopes === undefined || scopes.length === 0 ? undefined : scopes.join(" "))
 
+const JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+/** The JWT bearer grant as an SDK provider (the SDK has none): the assertion is the grant itself. */
+const jwtBearerProvider = (config: JwtBearerAuth): OAuthClientProvider => ({
+  redirectUrl: undefined,
+  clientMetadata: { client_name: "keel", redirect_uris: [], grant_types: [JWT_BEARER], token_endpoint_auth_method: "none" },
+  clientInformation: () => ({
+    client_id: config.clientId,
+    ...(config.expectedIssuer !== undefined ? { issuer: config.expectedIssuer } : {})
+  }),
+  tokens: () => undefined,
+  saveTokens: () => {},
+  redirectToAuthorization: () => {
+    throw new UnauthorizedError("the jwt_bearer flow has no user authorization step")
+  },
+  saveCodeVerifier: () => {},
+  codeVerifier: () => "",
+  prepareTokenRequest: (scope) => {
+    const params = new URLSearchParams({ grant_type: JWT_BEARER, assertion: Redacted.value(config.assertion) })
+    const wanted = scope ?? scopeOf(config.scopes)
+    if (wanted !== undefined) params.set("scope", wanted)
+    return params
+  }
+})
+
 /** The SDK provider for the machine flows; the interactive flow has none (Keel's provider is the whole of it). */
 const innerProvider = (config: AuthConfig): OAuthClientProvider | undefined => {
   switch (config.type) {
@@ -405,6 +432,8 @@ const innerProvider = (config: AuthConfig): OAuthClientProvider | undefined => {
       }
       return new ClientCredentialsProvider({ ...common, clientSecret: reveal(config.clientSecret)! })
     }
+    case "jwt_bearer":
+      return jwtBearerProvider(config)
     case "cross_app_access":
       return new CrossAppAccessProvider({
         clientId: config.clientId,
@@ -473,6 +502,7 @@ export const makeServerAuth = (server: string, url: string, config: AuthConfig, 
   let resourceMetadataUrl: URL | undefined
   let inflight: Promise<boolean> | undefined
   let lastFailure: unknown
+  let dpopSession: Promise<DpopSession> | undefined
 
   const load = () =>
     (loaded ??= run(store.get(server)).then((s) => {
@@ -548,6 +578,7 @@ export const makeServerAuth = (server: string, url: string, config: AuthConfig, 
       else if (scope === "verifier") await save({ codeVerifier: undefined })
       else if (scope === "discovery") await save({ discoveryState: undefined })
     },
+    ...(config.dpop === true ? { dpop: () => (dpopSession ??= DpopSession.create()) } : {}),
     ...(inner?.addClientAuthentication !== undefined ? { addClientAuthentication: inner.addClientAuthentication.bind(inner) } : {}),
     ...(inner?.prepareTokenRequest !== undefined ? { prepareTokenRequest: inner.prepareTokenRequest.bind(inner) } : {}),
     ...(inner?.saveAuthorizationServerUrl !== undefined ? { saveAuthorizationServerUrl: inner.saveAuthorizationServerUrl.bind(inner) } : {}),
@@ -623,7 +654,9 @@ export const makeServerAuth = (server: string, url: string, config: AuthConfig, 
 
   const sameServer = (target: URL) => target.origin === serverUrl.origin
 
-  const transportOptions = (base: FetchLike) => {
+  const transportOptions = (keelFetch: FetchLike) => {
+    // DPoP proofs are signed innermost, right above Keel's crash-detecting fetch.
+    const base = config.dpop === true ? withDpopFromProvider(provider)(keelFetch) : keelFetch
     const authFetch: FetchLike = async (input, init) => {
       const target = new URL(input instanceof URL ? input.href : String(input))
       if (!sameServer(target)) return base(input, init)
@@ -654,19 +687,24 @@ export const makeServerAuth = (server: string, url: string, config: AuthConfig, 
   const toError = (error: unknown): AuthorizationRequiredError | McpAuthError | undefined => {
     if (!isAuthFailure(error)) return undefined
     if (pendingUrl !== undefined && lastFailure === undefined) {
-      return new AuthorizationRequiredError({
-        server,
-        authorizationUrl: pendingUrl,
-        message: `${server} needs authorization: send the user to the authorization URL, then call finishAuth("${server}", code)`
-      })
+      // Not the server's fault: marked so no circuit breaker counts it, whatever its classifier.
+      return markUncounted(
+        new AuthorizationRequiredError({
+          server,
+          authorizationUrl: pendingUrl,
+          message: `${server} needs authorization: send the user to the authorization URL, then call finishAuth("${server}", code)`
+        })
+      )
     }
     const cause = lastFailure ?? error
     const status = statusOf(cause) ?? statusOf(error)
-    return new McpAuthError({
-      server,
-      message: `authorization with ${server} failed: ${failureText(cause)}`,
-      ...(status !== undefined ? { status } : {})
-    })
+    return markUncounted(
+      new McpAuthError({
+        server,
+        message: `authorization with ${server} failed: ${failureText(cause)}`,
+        ...(status !== undefined ? { status } : {})
+      })
+    )
   }
 
   const finishAuth = (callback: string | URL | URLSearchParams) =>

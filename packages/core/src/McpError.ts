@@ -107,6 +107,45 @@ export class McpMessageTooLargeError extends Schema.TaggedError<McpMessageTooLar
   message: Schema.String
 }) {}
 
+/**
+ * The server needs a user to authorise this client (OAuth authorization code flow, see `McpAuth`). Send the
+ * user to `authorizationUrl`; the authorization server redirects back to the configured `redirectUrl` with
+ * a `code`, which `finishAuth(server, code)` redeems. Not the server's fault: it never counts against the
+ * circuit breaker and is never retried.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class AuthorizationRequiredError extends Schema.TaggedError<AuthorizationRequiredError>()("AuthorizationRequiredError", {
+  server: Schema.String,
+  authorizationUrl: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * Authorization failed for good (see `McpAuth`): the authorization server refused (`invalid_client`,
+ * `invalid_grant`, ...), the server still answered 401/403 after one recovery, a step-up hit its limit, or
+ * the token store failed. The message names the server and the OAuth error, never a token or a secret.
+ * Not the server's fault: it never counts against the circuit breaker and is never retried blindly.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class McpAuthError extends Schema.TaggedError<McpAuthError>()("McpAuthError", {
+  server: Schema.String,
+  message: Schema.String,
+  status: Schema.optional(Schema.Number)
+}) {}
+
+/**
+ * What opening a session can fail with: the server could not be started or reached
+ * (`McpConnectError`), or authorization is needed or failed.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export type McpConnectFailure = McpConnectError | AuthorizationRequiredError | McpAuthError
+
 export type McpError =
   | McpConnectError
   | McpTimeoutError
@@ -114,6 +153,8 @@ export type McpError =
   | McpProtocolError
   | McpToolError
   | McpMessageTooLargeError
+  | AuthorizationRequiredError
+  | McpAuthError
 
 /**
  * The tags of {@link McpError}, e.g. for a circuit breaker's classifier.
@@ -132,4 +173,5 @@ export type McpErrorTag = McpError["_tag"]
 export const isMcpError = (u: unknown): u is McpError =>
   typeof u === "object" && u !== null && "_tag" in u &&
   (u._tag === "McpConnectError" || u._tag === "McpTimeoutError" || u._tag === "McpClosedError" ||
-    u._tag === "McpProtocolError" || u._tag === "McpToolError" || u._tag === "McpMessageTooLargeError")
+    u._tag === "McpProtocolError" || u._tag === "McpToolError" || u._tag === "McpMessageTooLargeError" ||
+    u._tag === "AuthorizationRequiredError" || u._tag === "McpAuthError")

@@ -12,13 +12,14 @@ import {
   Client,
   ClientCredentialsProvider,
   CrossAppAccessProvider,
-  discoverAndRequestJwtAuthGrant,
+  DpopSession,
   type OAuthClientInformationMixed,
   type OAuthClientMetadata,
   type OAuthClientProvider,
   type OAuthDiscoveryState,
   type OAuthTokens,
   PrivateKeyJwtProvider,
+  requestJwtAuthorizationGrant,
   StreamableHTTPClientTransport,
   UnauthorizedError
 } from "@modelcontextprotocol/client"
@@ -27,6 +28,9 @@ const url = new URL(process.argv.at(-1)!)
 const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? ""
 const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT ?? "{}") as Record<string, string | undefined>
 const CIMD_URL = "https://conformance-test.local/client-metadata.json"
+// The suite names the revision a scenario runs at; 2026-07-28 scenarios need the stateless lifecycle.
+const version = process.env.MCP_CONFORMANCE_PROTOCOL_VERSION ?? "2025-11-25"
+const negotiation = version >= "2026-07-28" ? { versionNegotiation: { mode: { pin: version } } } as const : {}
 
 /** An authorization-code provider kept in memory; the "browser" follows the redirect and keeps the callback. */
 class BrowserProvider implements OAuthClientProvider {
@@ -64,6 +68,10 @@ class BrowserProvider implements OAuthClientProvider {
   codeVerifier() {
     return this.verifier
   }
+  dpopSession: Promise<DpopSession> | undefined
+  dpop() {
+    return scenario.startsWith("auth/dpop") ? (this.dpopSession ??= DpopSession.create()) : undefined
+  }
   saveDiscoveryState(s: OAuthDiscoveryState) {
     this.discovery = s
   }
@@ -93,8 +101,8 @@ const provider = (): OAuthClientProvider => {
         clientId: context.client_id!,
         clientSecret: context.client_secret!,
         assertion: async (ctx) =>
-          (await discoverAndRequestJwtAuthGrant({
-            idpUrl: context.idp_issuer!,
+          (await requestJwtAuthorizationGrant({
+            tokenEndpoint: context.idp_token_endpoint!,
             audience: ctx.authorizationServerUrl,
             resource: ctx.resourceUrl,
             idToken: context.idp_id_token!,
@@ -103,6 +111,29 @@ const provider = (): OAuthClientProvider => {
             fetchFn: ctx.fetchFn
           })).jwtAuthGrant
       })
+    case "auth/wif-jwt-bearer": {
+      let saved: OAuthTokens | undefined
+      return {
+        redirectUrl: undefined,
+        clientMetadata: { client_name: "sdk-reference-client", redirect_uris: [], grant_types: ["urn:ietf:params:oauth:grant-type:jwt-bearer"], token_endpoint_auth_method: "none" },
+        clientInformation: () => ({ client_id: context.client_id! }),
+        tokens: () => saved,
+        saveTokens: (t) => {
+          saved = t
+        },
+        redirectToAuthorization: () => {
+          throw new Error("no interactive step")
+        },
+        saveCodeVerifier: () => {},
+        codeVerifier: () => "",
+        prepareTokenRequest: (scope) =>
+          new URLSearchParams({
+            grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            assertion: context.valid_jwt!,
+            ...(scope !== undefined ? { scope } : {})
+          })
+      }
+    }
     case "auth/pre-registration":
       return new BrowserProvider({ client_id: context.client_id!, client_secret: context.client_secret! })
     default:
@@ -112,9 +143,10 @@ const provider = (): OAuthClientProvider => {
 
 const run = async () => {
   const auth = provider()
-  for (let attempt = 0; attempt < 4; attempt++) {
+  // At most three authorizations: the suite's scope-retry-limit scenario fails a client that tries more.
+  for (let attempt = 0; attempt < 3; attempt++) {
     const transport = new StreamableHTTPClientTransport(url, { authProvider: auth })
-    const client = new Client({ name: "sdk-reference-client", version: "1.0.0" }, { capabilities: {} })
+    const client = new Client({ name: "sdk-reference-client", version: "1.0.0" }, { capabilities: {}, ...negotiation })
     try {
       await client.connect(transport)
       await client.listTools()
@@ -130,7 +162,7 @@ const run = async () => {
       await transport.finishAuth(callback)
     }
   }
-  throw new Error("still unauthorized after 4 attempts")
+  throw new Error("still unauthorized after 3 authorizations")
 }
 
 run().then(() => process.exit(0), (e: unknown) => {

@@ -291,7 +291,7 @@ export const authGate = (options: AuthGateOptions) => {
       await verifyBearerToken(req.headers.authorization, {
         verifier: { verifyAccessToken: options.authServer.verifyAccessToken },
         resourceMetadataUrl,
-        expectedResource: options.resourceUrl.href,
+        expectedResource: options.resourceUrl,
         ...(options.requiredScopes !== undefined ? { requiredScopes: [...options.requiredScopes] } : {})
       })
       return false
