@@ -241,16 +241,18 @@ const make = (input: PrometheusMetricsConfigInput) =>
     const otelSerializer = new PrometheusSerializer(config.prefix, false, undefined, false, config.withoutScopeInfo)
     const keelSerializer = new PrometheusText.Serializer({ prefix: config.prefix, withoutScopeInfo: config.withoutScopeInfo })
     /** The page as chunks, written lazily (the Keel serializer) or at once (the exporter's). */
-    const chunks = async (): Promise<Iterable<string>> => {
+    const exposition = async (): Promise<string> => {
       const { resourceMetrics } = await exporter.collect()
       return config.serializer === "keel"
-        ? keelSerializer.chunks(resourceMetrics)
-        : [otelSerializer.serialize(resourceMetrics)]
+        ? keelSerializer.serialize(resourceMetrics)
+        : otelSerializer.serialize(resourceMetrics)
     }
-    const exposition = async (): Promise<string> => {
-      let text = ""
-      for (const chunk of await chunks()) text += chunk
-      return text
+    /** The page as UTF-8 chunks, written lazily from the cache (Keel's serializer) or at once (the exporter's). */
+    const chunks = async (): Promise<Iterable<Buffer>> => {
+      const { resourceMetrics } = await exporter.collect()
+      return config.serializer === "keel"
+        ? keelSerializer.buffers(resourceMetrics)
+        : [Buffer.from(otelSerializer.serialize(resourceMetrics), "utf8")]
     }
     const handler = (request: IncomingMessage, response: ServerResponse): void => {
       chunks().then(

@@ -89,10 +89,15 @@ describe("PrometheusText", () => {
     Effect.gen(function*() {
       const rm = yield* collectWith(Effect.forEach(Array.from({ length: 3000 }, (_, i) => i), (i) =>
         Metric.update(Metric.withAttributes(Metric.histogram("h", { boundaries: [1, 10] }), { tool: `t${i}` }), i), { discard: true }))
-      const chunks = [...new PrometheusText.Serializer().chunks(rm)]
+      const serializer = new PrometheusText.Serializer()
+      const chunks = [...serializer.chunks(rm)]
       assert.isAbove(chunks.length, 3)
-      assert.strictEqual(chunks.join(""), new PrometheusSerializer("", false).serialize(rm))
+      const otel = new PrometheusSerializer("", false).serialize(rm)
+      assert.strictEqual(chunks.join(""), otel)
       for (const c of chunks) assert.isBelow(c.length, PrometheusText.ChunkSize + 1024)
+      const buffers = [...serializer.buffers(rm)]
+      assert.deepStrictEqual(Buffer.concat(buffers), Buffer.from(otel, "utf8"))
+      for (const b of buffers) assert.isBelow(b.length, PrometheusText.ChunkSize + 1024)
     }))
 
   it.effect("attribute sets whose separators collide keep their own label text in the cache", () =>
@@ -101,9 +106,14 @@ describe("PrometheusText", () => {
         const g = Metric.gauge("g")
         yield* Metric.update(Metric.withAttributes(g, { a: "x1:b1:y" }), 1)
         yield* Metric.update(Metric.withAttributes(g, { a: "x", b: "y" }), 2)
+        yield* Metric.update(Metric.withAttributes(g, { a: "ünïcödé ✓ 🚀" }), 3)
       }))
       const serializer = new PrometheusText.Serializer()
-      for (let i = 0; i < 2; i++) assert.strictEqual(serializer.serialize(rm), new PrometheusSerializer("", false).serialize(rm))
+      const otel = new PrometheusSerializer("", false).serialize(rm)
+      for (let i = 0; i < 2; i++) {
+        assert.strictEqual(serializer.serialize(rm), otel)
+        assert.deepStrictEqual(Buffer.concat([...serializer.buffers(rm)]), Buffer.from(otel, "utf8"))
+      }
     }))
 
   it.effect("a cached Serializer stays identical to the exporter's serializer across scrapes while series change, appear and disappear (property)", () =>
@@ -158,7 +168,12 @@ describe("PrometheusText", () => {
                 const { resourceMetrics } = yield* Effect.promise(() => exporter.collect())
                 options.forEach((o, i) => {
                   const otel = new PrometheusSerializer(o.prefix, false, undefined, o.withoutTargetInfo, o.withoutScopeInfo)
-                  out.push([serializers[i]!.serialize(resourceMetrics), otel.serialize(resourceMetrics)])
+                  const reference = otel.serialize(resourceMetrics)
+                  // bytes and text from the same cache, in both orders over the scrapes
+                  const bytes = () => Buffer.concat([...serializers[i]!.buffers(resourceMetrics)]).toString("utf8")
+                  const text = () => serializers[i]!.serialize(resourceMetrics)
+                  const [first, second] = out.length % 2 === 0 ? [bytes(), text()] : [text(), bytes()]
+                  out.push([first, reference], [second, reference])
                 })
               }
               return out

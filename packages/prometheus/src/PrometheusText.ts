@@ -115,6 +115,8 @@ interface SeriesEntry {
   /** The values the text was written from: the value; or count, sum (NaN for none), bucket counts. */
   values: Array<number>
   text: string
+  /** `text` in UTF-8, made when first asked for (by {@link Serializer.buffers}). */
+  bytes: Buffer | undefined
   generation: number
 }
 
@@ -194,12 +196,25 @@ export class Serializer {
    * The page as chunks (concatenated, exactly the exporter's text): the `target_info` header, then each
    * family, a family larger than {@link ChunkSize} split between series.
    */
-  *chunks(resourceMetrics: ResourceMetrics): Generator<string, void, undefined> {
+  chunks(resourceMetrics: ResourceMetrics): Generator<string, void, undefined> {
+    return this.#page(resourceMetrics, new TextSink())
+  }
+
+  /**
+   * The page as UTF-8 chunks, as {@link chunks}: each series' bytes are cached too, so a scrape copies
+   * bytes instead of encoding the page again (what a server writes to a socket or to zlib).
+   */
+  buffers(resourceMetrics: ResourceMetrics): Generator<Buffer, void, undefined> {
+    return this.#page(resourceMetrics, new BytesSink())
+  }
+
+  *#page<A>(resourceMetrics: ResourceMetrics, sink: Sink<A>): Generator<A, void, undefined> {
     const generation = ++this.#generation
     if (!this.#withoutTargetInfo) {
       const resourceLabels = labelString(resourceMetrics.resource.attributes, "")
       const target = resourceLabels.length > 0 ? `target_info{${resourceLabels}} 1` : "target_info 1"
-      yield `# HELP target_info Target metadata\n# TYPE target_info gauge\n${target}\n`
+      sink.text(`# HELP target_info Target metadata\n# TYPE target_info gauge\n${target}\n`)
+      yield sink.take()
     }
     let empty = true
     const live = new Set<FamilyCache>()
@@ -217,14 +232,17 @@ export class Serializer {
         const family = this.#family(`${scopeMetrics.scope.name}\u0000${metric.descriptor.name}`, name, extra)
         live.add(family)
         empty = false
-        yield* this.#familyChunks(metric, family, generation)
+        yield* this.#familyChunks(metric, family, generation, sink)
       }
     }
     // forget the families that are gone
     if (this.#families.size > live.size) {
       for (const [key, family] of this.#families) if (!live.has(family)) this.#families.delete(key)
     }
-    if (empty) yield "# no registered metrics"
+    if (empty) {
+      sink.text("# no registered metrics")
+      yield sink.take()
+    }
   }
 
   #family(key: string, name: string, extra: string): FamilyCache {
@@ -236,11 +254,12 @@ export class Serializer {
     return family
   }
 
-  *#familyChunks(data: MetricData, family: FamilyCache, generation: number): Generator<string, void, undefined> {
+  *#familyChunks<A>(data: MetricData, family: FamilyCache, generation: number, sink: Sink<A>): Generator<A, void, undefined> {
     const { name, extra, series } = family
-    let out = `# HELP ${name} ${escapeString(data.descriptor.description || "description missing")}`
-    if (data.descriptor.unit) out += `\n# UNIT ${name} ${escapeString(data.descriptor.unit)}`
-    out += `\n# TYPE ${name} ${promType(data)}\n`
+    let header = `# HELP ${name} ${escapeString(data.descriptor.description || "description missing")}`
+    if (data.descriptor.unit) header += `\n# UNIT ${name} ${escapeString(data.descriptor.unit)}`
+    header += `\n# TYPE ${name} ${promType(data)}\n`
+    sink.text(header)
     let seen = 0
     if (data.dataPointType === DataPointType.SUM || data.dataPointType === DataPointType.GAUGE) {
       for (const point of data.dataPoints) {
@@ -250,21 +269,26 @@ export class Serializer {
         if (entry === undefined) {
           const labels = labelString(point.attributes, extra)
           const prefix = labels.length > 0 ? `${name}{${labels}} ` : `${name} `
-          entry = { prefixes: [prefix], boundaries: undefined, values: [value], text: `${prefix}${valueString(value)}\n`, generation: generation - 1 }
+          entry = {
+            prefixes: [prefix],
+            boundaries: undefined,
+            values: [value],
+            text: `${prefix}${valueString(value)}\n`,
+            bytes: undefined,
+            generation: generation - 1
+          }
           series.set(key, entry)
         } else if (!Object.is(entry.values[0], value)) {
           entry.values[0] = value
           entry.text = `${entry.prefixes[0]}${valueString(value)}\n`
+          entry.bytes = undefined
         }
         if (entry.generation !== generation) {
           entry.generation = generation
           seen++
         }
-        out += entry.text
-        if (out.length >= ChunkSize) {
-          yield out
-          out = ""
-        }
+        sink.series(entry)
+        if (sink.size >= ChunkSize) yield sink.take()
       }
     } else if (data.dataPointType === DataPointType.HISTOGRAM) {
       for (const point of data.dataPoints) {
@@ -283,16 +307,14 @@ export class Serializer {
         if (!same) {
           entry.values = [h.count, sum, ...counts]
           entry.text = histogramText(entry.prefixes, h.count, h.sum, boundaries, counts)
+          entry.bytes = undefined
         }
         if (entry.generation !== generation) {
           entry.generation = generation
           seen++
         }
-        out += entry.text
-        if (out.length >= ChunkSize) {
-          yield out
-          out = ""
-        }
+        sink.series(entry)
+        if (sink.size >= ChunkSize) yield sink.take()
       }
     }
     // forget the series that are gone (a series seen twice counts once)
@@ -300,7 +322,7 @@ export class Serializer {
       for (const [key, entry] of series) if (entry.generation !== generation) series.delete(key)
     }
     // (the exporter trims each family's text and adds one newline: the same, as every line ends in one)
-    if (out.length > 0) yield out
+    if (sink.size > 0) yield sink.take()
   }
 
   #histogramEntry(name: string, labels: string, boundaries: ReadonlyArray<number>, generation: number): SeriesEntry {
@@ -310,7 +332,58 @@ export class Serializer {
     for (let i = 0; i <= boundaries.length; i++) {
       prefixes.push(`${name}_bucket{${prefixLabels}${leLabel(boundaries[i])}} `)
     }
-    return { prefixes, boundaries: boundaries.slice(), values: [], text: "", generation: generation - 1 }
+    return { prefixes, boundaries: boundaries.slice(), values: [], text: "", bytes: undefined, generation: generation - 1 }
+  }
+}
+
+/** Where a page's text goes: strings or UTF-8 bytes, taken out a chunk at a time. */
+interface Sink<A> {
+  /** What has been added since the last take (characters or bytes). */
+  readonly size: number
+  text(s: string): void
+  series(entry: SeriesEntry): void
+  take(): A
+}
+
+class TextSink implements Sink<string> {
+  #out = ""
+  get size() {
+    return this.#out.length
+  }
+  text(s: string) {
+    this.#out += s
+  }
+  series(entry: SeriesEntry) {
+    this.#out += entry.text
+  }
+  take() {
+    const out = this.#out
+    this.#out = ""
+    return out
+  }
+}
+
+class BytesSink implements Sink<Buffer> {
+  #parts: Array<Buffer> = []
+  #size = 0
+  get size() {
+    return this.#size
+  }
+  text(s: string) {
+    const b = Buffer.from(s, "utf8")
+    this.#parts.push(b)
+    this.#size += b.length
+  }
+  series(entry: SeriesEntry) {
+    const b = entry.bytes ??= Buffer.from(entry.text, "utf8")
+    this.#parts.push(b)
+    this.#size += b.length
+  }
+  take() {
+    const out = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#size)
+    this.#parts = []
+    this.#size = 0
+    return out
   }
 }
 
