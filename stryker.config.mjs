@@ -32,7 +32,7 @@ export default {
   // (node_modules are symlinked). Untracked scratch files in the tree are left out: they come and go while
   // Stryker copies, and a file that vanishes mid-copy aborts the run.
   ignorePatterns: ["**", ...sandboxFiles().map((file) => `!/${file}`)],
-  timeoutMS: 10_000,
+  timeoutMS: 5_000,
   thresholds: { high: 90, low: 85, break: null },
   tempDirName: ".stryker-tmp",
   cleanTempDir: true

@@ -36,7 +36,9 @@ export default defineConfig({
     // One worker reused across runs: Stryker starts vitest once per mutant run, and a fresh worker per file
     // (import of effect included) would cost more than the tests.
     isolate: false,
-    testTimeout: 30_000,
-    hookTimeout: 30_000
+    // A mutant that leaves a fiber waiting forever fails its test here, within 5 s, instead of running into
+    // Stryker's timeout (which also restarts the test-runner process).
+    testTimeout: 5_000,
+    hookTimeout: 5_000
   }
 })
