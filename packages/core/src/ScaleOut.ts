@@ -11,6 +11,9 @@
  * }).pipe(Effect.provide(ScaleOut.layerFile("mcp.json")))
  * ```
  *
+ * `McpConfig` is decoded from the file without the scale-out sections (its decoder rejects keys it does not
+ * know, so `McpClientManager.layerFile` refuses a file with `keel.redis`: use this layer for it).
+ *
  * Without a `keel.redis` section the graph is the default one (everything in-process) plus local
  * bulkheads and rate limits.
  *
@@ -21,7 +24,9 @@ import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
 import * as ConnectionPool from "./ConnectionPool.ts"
 import { McpClientManager } from "./McpClientManager.ts"
 import { McpConfig } from "./McpConfig.ts"
-import { decodeScaleOut, loadScaleOutFile, type ScaleOutConfig } from "./ScaleOutConfig.ts"
+import { decodeConfig } from "./McpConfigFile.ts"
+import { decodeScaleOut, readConfigFile, type ScaleOutConfig, withoutScaleOut } from "./ScaleOutConfig.ts"
+import { McpConfigError as ConfigError } from "./ConfigSchema.ts"
 import type { McpConfigError } from "./ServerConfig.ts"
 import * as SessionHooks from "./SessionHooks.ts"
 import * as SharedBreakers from "./SharedBreakers.ts"
@@ -70,7 +75,16 @@ export const layerWith = (
  * @category layers
  */
 export const layerFile = (file: string): Layer.Layer<Services | McpConfig, McpConfigError> =>
-  Layer.unwrap(Effect.map(loadScaleOutFile(file), (scaleOut) => layerWith(McpConfig.layerFile(file), scaleOut)))
+  Layer.unwrap(Effect.flatMap(readConfigFile(file), (json) =>
+    decode(json).pipe(
+      Effect.mapError((e) => new ConfigError({ path: `${file}: ${e.path}`, message: e.message }))
+    )))
+
+const decode = (json: unknown) =>
+  Effect.map(
+    Effect.all([decodeConfig(withoutScaleOut(json)), decodeScaleOut(json)]),
+    ([config, scaleOut]) => layerWith(McpConfig.layer(config), scaleOut)
+  )
 
 /**
  * The whole graph from a parsed config value.
@@ -78,5 +92,4 @@ export const layerFile = (file: string): Layer.Layer<Services | McpConfig, McpCo
  * @since 0.3.0
  * @category layers
  */
-export const layerConfig = (json: unknown): Layer.Layer<Services | McpConfig, McpConfigError> =>
-  Layer.unwrap(Effect.map(decodeScaleOut(json), (scaleOut) => layerWith(McpConfig.layerConfig(json), scaleOut)))
+export const layerConfig = (json: unknown): Layer.Layer<Services | McpConfig, McpConfigError> => Layer.unwrap(decode(json))

@@ -131,7 +131,9 @@ const expandString = (
 }
 
 const decodeWith = <S extends Schema.Top & { readonly DecodingServices: never }>(schema: S, value: unknown, path: string) =>
-  Schema.decodeUnknownEffect(schema)(value, { errors: "first" }).pipe(Effect.mapError((e) => configError(path, e)))
+  Schema.decodeUnknownEffect(schema)(value, { errors: "first", onExcessProperty: "error" }).pipe(
+    Effect.mapError((e) => configError(path, e))
+  )
 
 /**
  * Decodes a `keel.redis` section as written in a file (`path` names it in errors).
@@ -200,6 +202,51 @@ export const decodeScaleOut = (
       }
     }
     return { redis, servers, defaults }
+  })
+
+/**
+ * `json` without the scale-out sections (`keel.redis`, and `rateLimit` / `maxConcurrentCalls` under
+ * `keel.defaults` and each server's `keel`), for `McpConfig`'s decoder, which rejects keys it does not know.
+ *
+ * @since 0.3.0
+ * @category decoding
+ */
+export const withoutScaleOut = (json: unknown): unknown => {
+  if (!isRecord(json)) return json
+  const dropLimits = (keel: unknown): unknown => {
+    if (!isRecord(keel)) return keel
+    const { rateLimit: _r, maxConcurrentCalls: _m, ...rest } = keel
+    return rest
+  }
+  const out: Record<string, unknown> = { ...json }
+  if (isRecord(json.keel)) {
+    const { redis: _redis, ...keel } = json.keel
+    out.keel = keel.defaults === undefined ? keel : { ...keel, defaults: dropLimits(keel.defaults) }
+  }
+  for (const key of ["mcpServers", "servers"]) {
+    const servers = json[key]
+    if (!isRecord(servers)) continue
+    out[key] = Object.fromEntries(Object.entries(servers).map(([name, entry]) =>
+      [name, isRecord(entry) && entry.keel !== undefined ? { ...entry, keel: dropLimits(entry.keel) } : entry]
+    ))
+  }
+  return out
+}
+
+/**
+ * Reads and parses a config file (errors name the file).
+ *
+ * @since 0.3.0
+ * @category decoding
+ */
+export const readConfigFile = (file: string): Effect.Effect<unknown, McpConfigError> =>
+  Effect.tryPromise({
+    try: () => readFile(file, "utf8").then((text) => JSON.parse(text) as unknown),
+    catch: (e) =>
+      new McpConfigError({
+        path: `${file}: (file)`,
+        message: e instanceof SyntaxError ? "invalid JSON" : `cannot read: ${(e as NodeJS.ErrnoException).code ?? "error"}`
+      })
   })
 
 /**

@@ -24,7 +24,7 @@
  */
 import * as NodeRedisModule from "@effect/platform-node/NodeRedis"
 import { NodeRedis } from "@effect/platform-node/NodeRedis"
-import { Clock, Context, Duration, Effect, Layer, Metric, Queue, Schema, Scope } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric, Queue, References, Schema, Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { type RedisConfig, redisClientOptions } from "./ScaleOutConfig.ts"
 
@@ -135,16 +135,20 @@ export const make = (config: RedisConfig): Effect.Effect<SharedRedisShape, never
     let downUntil = 0
     let available = false
     let resyncRunning = false
+    let closing = false
 
     const gauge = (v: number) => Metric.update(sharedStateAvailable, v)
     yield* gauge(0)
 
     const becameAvailable: Effect.Effect<void> = Effect.suspend(() => {
-      if (available) return Effect.void
+      if (available || closing) return Effect.void
       available = true
       downUntil = 0
+      // Twice: at once, and once the subscriber connection (which reconnects on its own schedule, up to
+      // retryInterval) is surely back, so a message published in between is not lost for good.
+      const runHooks = Effect.forEach(availableHooks, (h) => Effect.ignoreCause(h), { discard: true })
       const hooks = resyncRunning ? Effect.void : Effect.ensuring(
-        Effect.forEach(availableHooks, (h) => Effect.ignoreCause(h), { discard: true }),
+        Effect.andThen(runHooks, Effect.andThen(Effect.sleep(Duration.millis(2 * retryIntervalMs + 100)), runHooks)),
         Effect.sync(() => {
           resyncRunning = false
         })
@@ -159,7 +163,7 @@ export const make = (config: RedisConfig): Effect.Effect<SharedRedisShape, never
     const markDown = (operation: string, reason: "timeout" | "error", cause: unknown): Effect.Effect<void> =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         downUntil = now + retryIntervalMs
-        if (!available) return Effect.void
+        if (!available || closing) return Effect.void
         available = false
         return Effect.andThen(
           Effect.logWarning(
@@ -183,7 +187,14 @@ export const make = (config: RedisConfig): Effect.Effect<SharedRedisShape, never
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const r = usable(now)
         if (r === undefined) {
-          return Effect.andThen(count(operation, "unavailable"), Effect.fail(new SharedStateUnavailable({ operation, reason: "unavailable" })))
+          // The client went offline (it reconnects by itself): that is an outage too.
+          const offline = available && redis !== undefined && client?.isReady !== true
+            ? markDown(operation, "error", "client offline, reconnecting")
+            : Effect.void
+          return Effect.andThen(
+            Effect.andThen(offline, count(operation, "unavailable")),
+            Effect.fail(new SharedStateUnavailable({ operation, reason: "unavailable" }))
+          )
         }
         return f(r).pipe(
           Effect.timeoutOrElse({
@@ -235,6 +246,7 @@ export const make = (config: RedisConfig): Effect.Effect<SharedRedisShape, never
     const connect = Effect.gen(function*() {
       const options = redisClientOptions(config)
       const connectTimeoutMs = Duration.toMillis(config.connectTimeout)
+      // NodeRedis logs a warning per failed reconnect attempt and connection; Keel logs one line per outage.
       const context = yield* Layer.buildWithScope(
         NodeRedisModule.layer({
           ...options,
@@ -246,7 +258,11 @@ export const make = (config: RedisConfig): Effect.Effect<SharedRedisShape, never
           }
         }),
         scope
-      )
+      ).pipe(Effect.provideService(References.MinimumLogLevel, "Error"))
+      // Added after the client's own finalizer, so it runs before it: the client's shutdown is no outage.
+      yield* Scope.addFinalizer(scope, Effect.sync(() => {
+        closing = true
+      }))
       const nodeRedis = Context.get(context, NodeRedis)
       client = nodeRedis.client
       redis = Context.get(context, Redis.Redis)
@@ -270,6 +286,11 @@ export const make = (config: RedisConfig): Effect.Effect<SharedRedisShape, never
       Effect.forever(Effect.andThen(Effect.sleep(config.retryInterval), Effect.ignore(send("ping", "PING")))),
       scope
     )
+
+    // Runs first when the scope closes: the client's own shutdown is not an outage.
+    yield* Effect.addFinalizer(() => Effect.sync(() => {
+      closing = true
+    }))
 
     return {
       config,
