@@ -33,11 +33,15 @@
  */
 import { readFile } from "node:fs/promises"
 import { Duration, Effect, Option, Redacted, Schema } from "effect"
-import { configError, McpConfigError, Millis } from "./ConfigSchema.ts"
+import { configError, McpConfigError } from "./ConfigSchema.ts"
 
 const RedisUrl = Schema.String.check(
   Schema.makeFilter((s: string) => /^rediss?:\/\/[^\s]+$/.test(s) || "Expected a redis:// or rediss:// URL")
 )
+
+const positive = Schema.makeFilter((d: Duration.Duration) => Duration.toMillis(d) > 0 || "Expected a positive duration")
+const PositiveMillis = (defaultMillis: number) =>
+  Schema.DurationFromMillis.check(positive).pipe(Schema.withDecodingDefaultKey(Effect.succeed(defaultMillis)))
 
 /**
  * The `keel.redis` section.
@@ -49,10 +53,10 @@ export const RedisConfig = Schema.Struct({
   url: Schema.RedactedFromValue(RedisUrl),
   password: Schema.optionalKey(Schema.RedactedFromValue(Schema.String)),
   keyPrefix: Schema.String.check(Schema.isMinLength(1)).pipe(Schema.withDecodingDefaultKey(Effect.succeed("keel:"))),
-  commandTimeout: Millis(100),
-  connectTimeout: Millis(1_000),
-  retryInterval: Millis(1_000),
-  breakerLease: Millis(5_000)
+  commandTimeout: PositiveMillis(100),
+  connectTimeout: PositiveMillis(1_000),
+  retryInterval: PositiveMillis(1_000),
+  breakerLease: PositiveMillis(5_000)
 })
 
 /**
