@@ -6,10 +6,15 @@ import { spawn } from "node:child_process"
 import { readFileSync, rmSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { ensureRedisServer } from "./redis-server.mjs"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 const report = join(root, ".vitest-results.json")
 rmSync(report, { force: true })
+
+// The scale-out tests and examples/10 start real redis-server processes: install Debian's package when it
+// is missing and we are root (apt-get); otherwise say why not (those tests then fail with the same advice).
+ensureRedisServer()
 
 // vitest's own entry on this Node (not node_modules/.bin/vitest, whose pnpm shim goes through the `node` shell
 // shim that does not pass signals on); SIGINT/SIGTERM/SIGHUP sent to this process are passed on to vitest.
