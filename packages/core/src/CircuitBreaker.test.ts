@@ -686,3 +686,48 @@ describe("CircuitBreakerRegistry add/remove", () => {
       assert.isFalse((yield* registry.states).has("s"))
     }))
 })
+
+describe("CircuitBreaker: kept causes and failures counted once", () => {
+  it.effect("a rejection carries the failure that opened the breaker (openedBy); a forced one carries none", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CB.make("s", base)
+      yield* run(breaker, Effect.fail(new McpClosedError({ server: "s", method: "tools/call", message: "first" })))
+      yield* run(breaker, Effect.fail(new McpClosedError({ server: "s", method: "tools/call", message: "second" })))
+      yield* run(breaker, Effect.fail(new McpConnectError({ server: "s", message: "third", stderrTail: "" })))
+      const rejected = yield* Effect.flip(breaker.execute(ok))
+      assert.strictEqual(rejected._tag, "CircuitOpenError")
+      const openedBy = (rejected as CB.CircuitOpenError).openedBy as McpConnectError
+      assert.strictEqual(openedBy._tag, "McpConnectError")
+      assert.strictEqual(openedBy.message, "third")
+      // A failed probe reopens with its own failure.
+      yield* TestClock.adjust("10 seconds")
+      yield* run(breaker, Effect.fail(timeoutError()))
+      const again = yield* Effect.flip(breaker.execute(ok))
+      assert.strictEqual(((again as CB.CircuitOpenError).openedBy as McpTimeoutError)._tag, "McpTimeoutError")
+      yield* breaker.isolate
+      const forced = yield* Effect.flip(breaker.execute(ok))
+      assert.isUndefined((forced as CB.CircuitOpenError).openedBy)
+    }))
+
+  it.effect("failures marked uncounted are ignored, whatever the classifier says; the closed path is unchanged", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CB.make("s", base, { classify: () => "failure" })
+      for (let i = 0; i < 10; i++) {
+        yield* run(breaker, Effect.fail(CB.markUncounted(new McpClosedError({ server: "s", method: "tools/call", message: "dup" }))))
+      }
+      const stats = yield* breaker.stats
+      assert.strictEqual(stats.state, "Closed")
+      assert.strictEqual(stats.failedCalls, 0)
+      assert.strictEqual(stats.ignoredCalls, 10)
+      assert.isTrue(CB.isUncounted(CB.markUncounted(timeoutError())))
+      assert.isFalse(CB.isUncounted(timeoutError()))
+      // An unmarked failure still counts.
+      yield* run(breaker, Effect.fail(new McpProtocolError({ server: "s", method: "tools/call", code: -32603, message: "x" })))
+      assert.strictEqual((yield* breaker.stats).failedCalls, 1)
+    }))
+
+  it("the default classifier ignores a tool with an invalid definition and a bad call option", () => {
+    assert.strictEqual(CB.defaultClassifier({ _tag: "InvalidToolError" }, true), "ignore")
+    assert.strictEqual(CB.defaultClassifier({ _tag: "McpConfigError" }, true), "ignore")
+  })
+})
