@@ -1,8 +1,11 @@
 /**
- * The official MCP conformance suite (`@modelcontextprotocol/conformance`), client scenarios run one at a
- * time against a small client built on McpClient (`conformance-client.ts`). The suite's scenario servers
- * listen on all interfaces, so each run happens inside a fresh network namespace that has only loopback
- * (`unshare -n`) when this machine allows it.
+ * The official MCP conformance suite (`@modelcontextprotocol/conformance` 0.2.0-alpha.12), every non-auth
+ * client scenario, run one at a time against a small client built on McpClient (`conformance-client.ts`).
+ * The suite's scenario servers listen on all interfaces, so each run happens inside a fresh network
+ * namespace that has only loopback (`unshare -n`) when this machine allows it.
+ *
+ * `list` must show exactly these scenarios besides `auth/*` ones: a suite upgrade that adds a client
+ * scenario fails here until it is added.
  */
 import { spawnSync } from "node:child_process"
 import { createRequire } from "node:module"
@@ -31,8 +34,33 @@ const runScenario = (scenario: string) => {
   }
 }
 
+const SCENARIOS = [
+  "initialize",
+  "tools_call",
+  "elicitation-sep1034-client-defaults",
+  "sse-retry",
+  "request-metadata",
+  "sep-2322-client-request-state",
+  "http-standard-headers",
+  "http-custom-headers",
+  "http-invalid-tool-headers",
+  "json-schema-ref-no-deref",
+  "json-schema-2020-12-preservation",
+  "sep-2640-client-no-prefetch",
+  "sep-2640-client-verify-digest",
+  "sep-2640-client-verify-size",
+  "sep-2640-client-verify-frontmatter"
+]
+
 describe("MCP conformance suite (client scenarios)", () => {
-  for (const scenario of ["initialize", "tools_call", "sse-retry", "elicitation-sep1034-client-defaults"]) {
+  it("runs every non-auth client scenario of the installed suite", () => {
+    const list = spawnSync(process.execPath, [suite, "list"], { encoding: "utf8", timeout: 60_000 })
+    const section = list.stdout.split(/Client scenarios[^\n]*\n/)[1]?.split(/\n\s*\n/)[0] ?? ""
+    const names = [...section.matchAll(/^\s*- (\S+)/gm)].map((m) => m[1]!).filter((n) => !n.startsWith("auth/"))
+    expect(names.sort()).toEqual([...SCENARIOS].sort())
+  }, 60_000)
+
+  for (const scenario of SCENARIOS) {
     it(`passes ${scenario}`, () => {
       const { status, output } = runScenario(scenario)
       expect(output).not.toMatch(/\bFAILURE\b/)
