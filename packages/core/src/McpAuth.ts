@@ -624,9 +624,12 @@ export const makeServerAuth = (server: string, url: string, config: AuthConfig, 
 
   const onUnauthorized = (used: string | undefined, response: Response) => {
     const challenge = extractWWWAuthenticateParams(response)
-    return recover(used, () => {
+    return recover(used, async () => {
       if (challenge.resourceMetadataUrl !== undefined) resourceMetadataUrl = challenge.resourceMetadataUrl
       if (challenge.scope !== undefined) requestedScope = computeScopeUnion(requestedScope, challenge.scope)
+      // A token the server refused: discover again, so a server that moved to another authorization server
+      // (its metadata names a new one) is followed; the SDK then re-registers there (SEP-2352).
+      if (used !== undefined) await provider.invalidateCredentials?.("discovery")
       return sdkAuth(provider, {
         serverUrl,
         fetchFn: asFetch,
