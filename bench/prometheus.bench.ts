@@ -255,6 +255,12 @@ const verdict = (s: ScrapeResult) => {
   return `gzip ${fmt(gzip)} ms median (target ≤ 40 ms: ${gzip <= 40 ? "✔" : "✘"}), uncompressed ${fmt(plain)} ms median (target ≤ 60 ms: ${plain <= 60 ? "✔" : "✘"})`
 }
 
+const otelRow = scrapes.find((s) => s.label.includes("otel"))!
+const otelMedian = quantile(otelRow.httpMs, 0.5)
+const ratios = scrapes.filter((s) => s !== otelRow).map((s) =>
+  `- ${s.label}: gzip ${fmt(quantile(s.gzipMs, 0.5) / otelMedian, 3)}×, uncompressed ${fmt(quantile(s.httpMs, 0.5) / otelMedian, 3)}× (exporter's serializer: ${fmt(otelMedian)} ms)`
+).join("\n")
+
 const report = `# Prometheus metrics benchmark
 
 ${machine}
@@ -275,6 +281,11 @@ ${scrapeTable}
 Targets (medians, this run): gzip page ≤ 40 ms, uncompressed ≤ 60 ms.
 ${scrapes.map((s) => `- ${s.label}: ${verdict(s)}.`).join("\n")}
 
+Ratios in this run, against the exporter's own serializer (uncompressed \`GET\` median), which does the same
+work on every scrape: a noisy machine slows every row alike, so these compare across runs better than
+milliseconds do.
+${ratios}
+
 The page grows with servers × tools: each histogram series is 17 lines (14 recommended buckets, \`+Inf\`,
 \`_sum\`, \`_count\`), each repeating its labels.
 
@@ -287,6 +298,8 @@ a stdio round trip.
 `
 
 console.log(scrapeTable)
+console.log()
+console.log(ratios)
 console.log()
 console.log(table)
 writeFileSync(fileURLToPath(new URL("./RESULTS-prometheus.md", import.meta.url)), report)

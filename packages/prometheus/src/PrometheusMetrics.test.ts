@@ -152,7 +152,9 @@ describe("PrometheusMetrics", () => {
       const config = yield* stdioConfig({ extraTools: 5000 })
       const c = yield* McpClient.connect("many", config)
       const { tools } = yield* c.listTools()
-      assert.strictEqual(tools.length, 5010)
+      // 5,000 generated tools plus the demo server's own (their number changes as the demo grows)
+      assert.strictEqual(tools.filter((t) => t.name.startsWith("tool_")).length, 5000)
+      const advertised = tools.length
       // 150 real calls to distinct generated tools, then every advertised name recorded once more
       const called = tools.filter((t) => t.name.startsWith("tool_")).slice(0, 150)
       yield* Effect.forEach(called, (t) => call(c, t.name, { message: "m" }), { concurrency: 8, discard: true })
@@ -163,9 +165,9 @@ describe("PrometheusMetrics", () => {
       const labels = toolLabels(e, "many")
       assert.strictEqual(labels.size, 25 + 1)
       assert.isTrue(labels.has("_other"))
-      assert.strictEqual(total(e, `${H}_count`, { mcp_server_name: "many" }), 150 + 5010)
-      assert.strictEqual(total(e, `${H}_count`, { mcp_server_name: "many", gen_ai_tool_name: "_other" }), 150 + 5010 - 2 * 25)
-      assert.strictEqual(total(e, "keel_metrics_label_overflow_total", { attribute: "gen_ai.tool.name" }), 150 + 5010 - 2 * 25)
+      assert.strictEqual(total(e, `${H}_count`, { mcp_server_name: "many" }), 150 + advertised)
+      assert.strictEqual(total(e, `${H}_count`, { mcp_server_name: "many", gen_ai_tool_name: "_other" }), 150 + advertised - 2 * 25)
+      assert.strictEqual(total(e, "keel_metrics_label_overflow_total", { attribute: "gen_ai.tool.name" }), 150 + advertised - 2 * 25)
       // series count stays small: one +Inf bucket line per series
       assert.isAtMost(select(e, `${H}_bucket`, { le: "+Inf" }).length, 26)
       assert.isBelow(text.length, 200_000)
