@@ -35,6 +35,7 @@ export * as ConnectionPool from "./ConnectionPool.ts"
 export * as EvictionPolicy from "./EvictionPolicy.ts"
 /** @since 0.1.0 */
 export * as KeyedCache from "./KeyedCache.ts"
+export * as McpAuth from "./McpAuth.ts"
 /** @since 0.2.0 */
 export * as McpConfigFile from "./McpConfigFile.ts"
 /** @since 0.1.0 */
@@ -52,6 +53,7 @@ export { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
 export { McpClient } from "./McpClient.ts"
 export { McpClientManager } from "./McpClientManager.ts"
 export { McpConfig } from "./McpConfig.ts"
+export { TokenStore } from "./McpAuth.ts"
 
 // Errors
 
@@ -60,9 +62,12 @@ export { McpConfigError } from "./ConfigSchema.ts"
 export { PoolClosedError, PoolTimeoutError } from "./ConnectionPool.ts"
 export { InvalidArgumentsError, ServerExistsError, UnknownServerError, UnknownToolError } from "./ManagerErrors.ts"
 export {
+  AuthorizationRequiredError,
   isMcpError,
+  McpAuthError,
   McpClosedError,
   McpConnectError,
+  type McpConnectFailure,
   type McpError,
   type McpErrorTag,
   McpProtocolError,
