@@ -53,21 +53,47 @@
  * 1. **Resolve** the server and the tool (through the cache): an unknown server or tool fails at once with a
  *    typed error that lists what exists. An unknown tool triggers one fresh `tools/list` first (at most once
  *    a second per server), since the list may have changed.
- * 2. **Validate** the arguments against the tool's `inputSchema` with the SDK's JSON-Schema validator (Ajv).
- *    A bad request costs no breaker permit, no connection and no network, and never counts as a server
- *    failure.
+ * 2. **Validate** the arguments: they must be a JSON object that can be serialised (no cycles, BigInts,
+ *    functions, symbols, non-finite numbers; checked with `skipValidation` too), then they are checked against
+ *    the tool's `inputSchema` with the SDK's JSON-Schema validator (Ajv). A bad request is an
+ *    `InvalidArgumentsError`: it costs no breaker permit, no connection and no network, and never counts as
+ *    a server failure. A bad call option (a `timeout` of 0, -5 or `"soon"`) is an `McpConfigError` whose
+ *    path is `callTool.options.timeout`.
  * 3. **Metrics** wrap everything below, so the recorded duration is what the caller waited, retries and
  *    rejections included.
  * 4. **Retry** wraps the breaker, so every attempt asks the breaker again: retries never get past an open
- *    breaker (a `CircuitOpenError` is never retried). Only errors that are safe to retry are: a failed
- *    connect always; a connection that closed under the call only for tools annotated `readOnlyHint` or
- *    `idempotentHint` (the server may have acted). A timeout is not retried: the caller set the budget,
- *    and a retry would spend it again. Tool errors and protocol errors are answers, not faults.
- * 5. **Breaker** wraps the pool, so connect failures count against the server, while a local pool timeout
- *    (our own saturation) is not the server's fault and does not count.
+ *    breaker. Only errors that are safe to retry are: a failed connect always; a connection that closed
+ *    under the call only for tools annotated `readOnlyHint` or `idempotentHint` (the server may have acted).
+ *    A timeout is not retried (the caller set the budget), nor `McpMessageTooLargeError` (the same request
+ *    would hit the same limit); tool errors and protocol errors are answers, not faults. A retry that the
+ *    breaker rejects gives back the error the call first hit, not the `CircuitOpenError`.
+ * 5. **Breaker** wraps the pool, so connect failures count against the server, while our own saturation (a
+ *    pool timeout, a deadline spent waiting for a session) does not count. **One crash is one failure**: of
+ *    the in-flight calls a dead session fails with `McpClosedError`, only the first counts (the others are
+ *    marked with `CircuitBreaker.markUncounted`), so a crash under load does not open the breaker and the
+ *    read-only retries reach the replacement session.
  * 6. **Pool** lends a connection (MCP multiplexes requests on one session).
- * 7. **Timeout** is innermost, around the request on the wire only, so time spent waiting for a connection
- *    does not eat the call's budget; a hard maximum bounds the whole call whatever progress arrives.
+ * 7. **Timeout.** The call's timeout is a **deadline over the whole call** (waiting for a session, the
+ *    request, retries), so a caller who says 5 s gets an answer or a typed error in about 5 s: the wait for
+ *    a session is bounded by what is left of the budget (`McpTimeoutError`, not counted), and the request
+ *    on the wire gets the rest (`McpTimeoutError`, counted). `acquireTimeout` stays the pool's own cap on
+ *    any wait (`PoolTimeoutError`). `timeoutScope: "wire"` restores the per-request meaning. With
+ *    reset-on-progress the deadline is the hard maximum. Measured slack: a call ends within 250 ms of its
+ *    deadline on a loaded 2-core machine (`McpClientManager.faults.test.ts`).
+ *
+ * Timeouts are positive; "no timeout" is `Duration.infinity` (or `null` in a file), and anything beyond
+ * Node's timer limit (2^31 - 1 ms, about 24.8 days) is clamped to it instead of firing after 1 ms.
+ *
+ * ## Faults
+ *
+ * - A tool whose definition is invalid does not hide the others: when the SDK rejects a whole `tools/list`
+ *   for one bad `inputSchema`, the list is fetched again leniently and each tool checked; the good ones stay
+ *   listed and callable, the bad one fails with `InvalidToolError` when called, a warning is logged and the
+ *   `keel_tools_invalid` gauge counts them. None of it counts against the server.
+ * - `status().lastError` is the server's last real failure: never a caller's mistake, a rejection by the
+ *   breaker (its `openedBy` carries the failure that opened it), or our own pool saturating.
+ * - Names that come from servers (and callers) are escaped and cut to 120 characters in messages and logs
+ *   (`displayName`); the errors' data fields keep them as they are.
  *
  * @since 0.1.0
  */
@@ -595,6 +621,20 @@ const listResult = (state: ManagerState, rt: ServerRuntime, credential: string |
       ))
   )
 
+/** Name → tool of the lists too long to scan per call, built once per list object. */
+const toolIndexes = new WeakMap<ListToolsResult, ReadonlyMap<string, Tool>>()
+
+/** The tool named `name` in `list`: a scan for short lists, an index built once for long ones. */
+const toolNamed = (list: ListToolsResult, name: string): Tool | undefined => {
+  if (list.tools.length <= 32) return list.tools.find((t) => t.name === name)
+  let index = toolIndexes.get(list)
+  if (index === undefined) {
+    index = new Map(list.tools.map((t) => [t.name, t]))
+    toolIndexes.set(list, index)
+  }
+  return index.get(name)
+}
+
 /**
  * The tool named `tool`. A name not in the list triggers one fresh `tools/list` first, at most once a
  * second per server (by `Clock`), so callers that guess names cannot turn every call into a `tools/list`.
@@ -606,7 +646,7 @@ const findTool = (
   credential: string | undefined
 ): Effect.Effect<Tool, ListToolsError | UnknownToolError | InvalidToolError> =>
   Effect.flatMap(listResult(state, rt, credential), (list) => {
-    const found = list.tools.find((t) => t.name === tool)
+    const found = toolNamed(list, tool)
     return found !== undefined ? Effect.succeed(found) : refetchTool(state, rt, tool, credential, list)
   })
 
@@ -622,7 +662,7 @@ const refetchTool = (
   if (refetch) rt.lastUnknownToolRefetch = now
   const fresh = refetch ? Effect.andThen(state.cache.invalidate(rt.entry.name), listResult(state, rt, credential)) : Effect.succeed(list)
   return Effect.flatMap(fresh, (result): Effect.Effect<Tool, UnknownToolError | InvalidToolError> => {
-    const again = result.tools.find((t) => t.name === tool)
+    const again = toolNamed(result, tool)
     if (again !== undefined) return Effect.succeed(again)
     const reason = rt.invalidTools.get(tool)
     if (reason !== undefined) {
