@@ -48,9 +48,11 @@ import type {
 } from "@modelcontextprotocol/client"
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
 import { Context, Deferred, Duration, Effect, Layer, PubSub, Redacted, Schema, type Scope, Stream } from "effect"
+import { type SessionAuth, sessionAuthFor } from "./McpAuth.ts"
 import {
   McpClosedError,
   McpConnectError,
+  type McpConnectFailure,
   type McpError,
   McpProtocolError,
   McpMessageTooLargeError,
@@ -128,6 +130,12 @@ export interface ConnectOptions {
    * transport of your own). `config` still names the session's kind for metrics.
    */
   readonly transport?: Transport | undefined
+  /**
+   * The server's shared auth state (OAuth, client credentials, ...; see `McpAuth`), for HTTP and SSE
+   * servers. Default: the state `McpAuth` keeps for this server when its config has an `auth` section,
+   * none otherwise.
+   */
+  readonly auth?: SessionAuth | undefined
 }
 
 /**
@@ -236,7 +244,7 @@ export class McpClient extends Context.Service<McpClient, McpConnection>()("@kee
     name: string,
     config: ServerConfig,
     options?: ConnectOptions
-  ): Effect.Effect<McpConnection, McpConnectError, Scope.Scope> => make(name, config, options)
+  ): Effect.Effect<McpConnection, McpConnectFailure, Scope.Scope> => make(name, config, options)
 
   /** Same as {@link McpClient.connect}: the conventional name. */
   static readonly make = McpClient.connect
@@ -246,7 +254,7 @@ export class McpClient extends Context.Service<McpClient, McpConnection>()("@kee
     name: string,
     config: ServerConfig,
     options?: ConnectOptions
-  ): Layer.Layer<McpClient, McpConnectError> => Layer.effect(McpClient, make(name, config, options))
+  ): Layer.Layer<McpClient, McpConnectFailure> => Layer.effect(McpClient, make(name, config, options))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -411,7 +419,8 @@ const buildTransport = (
   config: ServerConfig,
   tailBytes: number,
   onBroken: (reason: string) => void,
-  probeInPlace: boolean
+  probeInPlace: boolean,
+  auth: SessionAuth | undefined
 ): Built => {
   const stderr = new StderrTail(tailBytes, secretValues(config))
   switch (config.type) {
@@ -430,18 +439,23 @@ const buildTransport = (
       return { transport, stderr, pid: () => transport.pid ?? undefined }
     }
     case "http": {
+      // With auth, the auth fetch wraps Keel's crash-detecting fetch; config headers still apply.
+      const authed = auth?.transportOptions(watchedFetch(onBroken))
       const transport = new StreamableHTTPClientTransport(new URL(config.url), {
         requestInit: httpInit(config),
-        fetch: watchedFetch(onBroken)
+        fetch: authed?.fetch ?? watchedFetch(onBroken),
+        ...(authed !== undefined ? { authProvider: authed.authProvider } : {})
       })
       return { transport, stderr, pid: () => undefined }
     }
     case "sse": {
-      const fetch = watchedFetch(onBroken)
+      const authed = auth?.transportOptions(watchedFetch(onBroken))
+      const fetch = authed?.fetch ?? watchedFetch(onBroken)
       const transport = new SSEClientTransport(new URL(config.url), {
         requestInit: httpInit(config),
         eventSourceInit: { fetch },
-        fetch
+        fetch,
+        ...(authed !== undefined ? { authProvider: authed.authProvider } : {})
       })
       return { transport, stderr, pid: () => undefined }
     }
@@ -502,7 +516,7 @@ const make = (
   name: string,
   config: ServerConfig,
   options?: ConnectOptions
-): Effect.Effect<McpConnection, McpConnectError, Scope.Scope> =>
+): Effect.Effect<McpConnection, McpConnectFailure, Scope.Scope> =>
   Effect.gen(function*() {
     const settings: McpClientSettings = { ...defaultSettings, ...options?.settings }
     const requestTimeoutMs = Duration.toMillis(settings.requestTimeout)
@@ -526,9 +540,10 @@ const make = (
       client.close().catch(() => {})
     }
     const given = options?.transport
+    const sessionAuth = options?.auth ?? (yield* sessionAuthFor(name, config))
     const built: Built = given !== undefined
       ? { transport: given, stderr: new StderrTail(0), pid: () => undefined }
-      : buildTransport(config, settings.stderrTailBytes, onBroken, settings.stdioProbe === "in-place")
+      : buildTransport(config, settings.stderrTailBytes, onBroken, settings.stdioProbe === "in-place", sessionAuth)
     const negotiation = negotiationOptions(settings.protocolVersion)
     if (typeof negotiation === "string") {
       return yield* new McpConnectError({ server: name, message: `could not connect to ${name} (${config.type}): ${negotiation}`, stderrTail: "" })
@@ -597,6 +612,9 @@ const make = (
       }),
       Effect.catch((e) =>
         Effect.gen(function*() {
+          // Authorization needed or refused: a typed auth error, not a server failure.
+          const authFailure = sessionAuth?.toError(e)
+          if (authFailure !== undefined) return yield* authFailure
           // Give the child's last words on stderr a moment to arrive.
           yield* Effect.sleep(50)
           const text = e === connectTimedOut || (e instanceof SdkError && e.code === "REQUEST_TIMEOUT")
@@ -645,6 +663,8 @@ const make = (
       const timeoutMs = toMillis(callOptions?.timeout, requestTimeoutMs)
       const mapClosed = mapRequestError(name, method, timeoutMs, closedNow)
       const mapError = (e: unknown) => {
+        const authFailure = sessionAuth?.toError(e)
+        if (authFailure !== undefined) return authFailure
         const error = mapClosed(e)
         return error._tag === "McpClosedError" && tooLargeLimit !== undefined
           ? new McpMessageTooLargeError({ server: name, method, limitBytes: tooLargeLimit, message: error.message })
