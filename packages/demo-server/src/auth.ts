@@ -319,12 +319,16 @@ export interface ProtectedServer {
  */
 export const protect = async (
   inner: HttpServer,
-  options: Omit<AuthGateOptions, "resourceUrl">
+  options: Omit<AuthGateOptions, "resourceUrl"> & {
+    /** Sees every request before the gate (tests record headers with it). */
+    readonly onRequest?: (req: IncomingMessage) => void
+  }
 ): Promise<ProtectedServer> => {
   let gate: ((req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>) | undefined
   const front = createServer(async (req, res) => {
     try {
       const url = new URL(req.url ?? "/", "http://127.0.0.1")
+      options.onRequest?.(req)
       if (await gate!(req, res, url)) return
       inner.emit("request", req, res)
     } catch (e) {
