@@ -511,10 +511,15 @@ export const makeServerAuth = (server: string, url: string, config: AuthConfig, 
       loaded = undefined
       throw e
     }))
+  // Writes are chained, and each writes the state as it is when it runs: the store never goes back to an
+  // older state when two saves race.
+  let writing: Promise<void> = Promise.resolve()
   const save = async (patch: Partial<StoredAuth>) => {
     await load()
     stored = { ...stored, ...patch, url }
-    await run(store.set(server, stored))
+    const write = writing.catch(() => {}).then(() => run(store.set(server, stored)))
+    writing = write
+    await write
   }
 
   const oauth = config.type === "oauth" ? config : undefined
