@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { createDemoServer, DemoState, demoServerEntry, demoStdio, parseOptions } from "@keel/demo-server"
 import { InMemoryTransport } from "@modelcontextprotocol/client"
-import { Effect, Fiber, Stream } from "effect"
+import { Duration, Effect, Fiber, Stream } from "effect"
 import { createRequire } from "node:module"
 import { McpClient, type McpConnection } from "./McpClient.ts"
 import type { ServerConfig } from "./ServerConfig.ts"
@@ -267,6 +267,73 @@ describe("McpClient against @modelcontextprotocol/server-everything (npm)", () =
       assert.isAbove(names.length, 5)
       const r = yield* c.callTool("echo", { message: "from keel" })
       assert.include(textOf(r), "from keel")
+      // A 2025 server: the in-place server/discover probe is refused and initialize settles on 2025-11-25.
+      assert.strictEqual(c.protocolVersion, "2025-11-25")
+      assert.strictEqual(c.protocolEra, "legacy")
+    }).pipe(Effect.scoped))
+})
+
+describe("McpClient: protocol version negotiation", () => {
+  const http = (flags: Parameters<typeof demoStdio>[0] = {}) =>
+    Effect.map(demoHttpServer(flags), (server): ServerConfig => ({ type: "http", url: server.url }))
+  const transports = [
+    ["stdio", (flags: Parameters<typeof demoStdio>[0] = {}) => Effect.succeed(stdio(flags))],
+    ["Streamable HTTP", http]
+  ] as const
+
+  for (const [label, config] of transports) {
+    it.live(`${label}: a 2026-07-28 server gets 2026-07-28, and a list change still arrives`, () =>
+      Effect.gen(function*() {
+        const c = yield* McpClient.connect("demo", yield* config())
+        assert.strictEqual(c.protocolVersion, "2026-07-28")
+        assert.strictEqual(c.protocolEra, "modern")
+        assert.strictEqual(c.serverInfo.name, "keel-demo")
+        assert.strictEqual(textOf(yield* c.callTool("add", { a: 2, b: 40 })), "42")
+        yield* c.ping()
+        // No unsolicited notifications on 2026-07-28: this comes over subscriptions/listen.
+        const changed = yield* Effect.forkChild(Stream.runHead(c.toolListChanged))
+        yield* Effect.sleep(50)
+        yield* c.callTool("set_tools", { add: ["weather"] })
+        yield* Fiber.join(changed).pipe(Effect.timeout("5 seconds"))
+        assert.include((yield* c.listTools()).tools.map((t) => t.name), "weather")
+      }).pipe(Effect.scoped))
+
+    for (const version of ["2025-11-25", "2025-06-18", "2025-03-26"]) {
+      it.live(`${label}: a server pinned to ${version} gets ${version} through initialize`, () =>
+        Effect.gen(function*() {
+          const c = yield* McpClient.connect("demo", yield* config({ protocolVersion: version }))
+          assert.strictEqual(c.protocolVersion, version)
+          assert.strictEqual(c.protocolEra, "legacy")
+          assert.strictEqual(textOf(yield* c.callTool("echo", { message: "old" })), "old")
+          yield* c.ping()
+        }).pipe(Effect.scoped))
+    }
+
+    it.live(`${label}: protocolVersion "legacy" never probes; a pinned revision the server lacks fails`, () =>
+      Effect.gen(function*() {
+        const cfg = yield* config()
+        const legacy = yield* McpClient.connect("demo", cfg, { settings: { protocolVersion: "legacy" } })
+        assert.strictEqual(legacy.protocolVersion, "2025-11-25")
+        const pinned = yield* McpClient.connect("demo", cfg, { settings: { protocolVersion: "2026-07-28" } })
+        assert.strictEqual(pinned.protocolVersion, "2026-07-28")
+        const old = yield* McpClient.connect("demo", yield* config({ protocolVersion: "2025-06-18" }), {
+          settings: { protocolVersion: "2026-07-28", connectTimeout: Duration.seconds(5) }
+        }).pipe(Effect.flip)
+        assert.strictEqual(old._tag, "McpConnectError")
+      }).pipe(Effect.scoped))
+  }
+
+  it.live("an unknown protocolVersion setting is a McpConnectError naming the choices", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(McpClient.connect("demo", stdio(), { settings: { protocolVersion: "1999-01-01" } }))
+      assert.strictEqual(error._tag, "McpConnectError")
+      assert.include(error.message, "2026-07-28")
+    }).pipe(Effect.scoped))
+
+  it.live("stdioProbe sibling negotiates the same as in place", () =>
+    Effect.gen(function*() {
+      const c = yield* McpClient.connect("demo", stdio(), { settings: { stdioProbe: "sibling" } })
+      assert.strictEqual(c.protocolVersion, "2026-07-28")
     }).pipe(Effect.scoped))
 })
 

@@ -25,6 +25,8 @@ export interface DemoFlags {
   readonly listTtlMs?: number
   readonly listCacheScope?: "public" | "private"
   readonly name?: string
+  /** `--protocol-version`: pin the server to this MCP revision (default: 2026-07-28 and every older one). */
+  readonly protocolVersion?: string
 }
 
 /** The command-line flags for `flags`. */
@@ -37,6 +39,7 @@ export const demoServerArgs = (flags: DemoFlags = {}): Array<string> => {
   if (flags.listTtlMs !== undefined) args.push("--list-ttl-ms", String(flags.listTtlMs))
   if (flags.listCacheScope !== undefined) args.push("--list-cache-scope", flags.listCacheScope)
   if (flags.name !== undefined) args.push("--name", flags.name)
+  if (flags.protocolVersion !== undefined) args.push("--protocol-version", flags.protocolVersion)
   return args
 }
 
