@@ -98,6 +98,7 @@ describe("McpConfigFile", () => {
         [{ mcpServers: { a: { command: "node", zzz: 1 } } }, "mcpServers.a.zzz", /^unknown key$/],
         [{ mcpServer: { a: { command: "node" } }, mcpServers: {} }, "mcpServer", /did you mean "mcpServers"/],
         [{ mcpServers: {}, keel: { defaults: {}, defualts: {} } }, "keel.defualts", /did you mean "defaults"/],
+        [{ mcpServers: {}, keel: { poool: {} } }, "keel.poool", /did you mean "defaults.pool"/],
         // Timeouts that would time out every request (case 5).
         [{ mcpServers: { a: { command: "node", keel: { timeouts: { call: 0 } } } } }, "mcpServers.a.keel.timeouts.call", /positive/],
         [{ mcpServers: { a: { command: "node", keel: { timeouts: { call: -5 } } } } }, "mcpServers.a.keel.timeouts.call", /positive/],

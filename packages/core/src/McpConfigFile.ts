@@ -360,7 +360,15 @@ export const decodeConfig = (
     if (!isRecord(servers)) return yield* new McpConfigError({ path: key, message: "Expected an object of servers" })
     const keel = json.keel
     if (keel !== undefined && !isRecord(keel)) return yield* new McpConfigError({ path: "keel", message: "Expected an object" })
-    if (keel !== undefined) yield* checkKeys(keel, ["defaults"], "keel")
+    if (keel !== undefined) {
+      for (const k of Object.keys(keel)) {
+        if (k === "defaults") continue
+        // `keel.poool` / `keel.pool`: the sections live under `keel.defaults`.
+        const section = closest(k, ["pool", "cache", "breaker", "timeouts"])
+        const meant = section !== undefined ? `defaults.${section}` : closest(k, ["defaults"])
+        return yield* new McpConfigError({ path: keyPath("keel", k), message: `unknown key${meant !== undefined ? ` (did you mean "${meant}"?)` : ""}` })
+      }
+    }
     const defaults = (keel?.defaults ?? {}) as ServerPolicyInput
     if (!isRecord(defaults)) return yield* new McpConfigError({ path: "keel.defaults", message: "Expected an object" })
     yield* checkKeys(defaults as Record<string, unknown>, ["pool", "cache", "breaker", "timeouts"], "keel.defaults")
