@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest"
 import { Client } from "@modelcontextprotocol/client"
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
 import { demoStdio } from "./launch.ts"
-import { parseOptions } from "./options.ts"
+import { parseOptions, servedProtocolVersions, servesModern } from "./options.ts"
 
 describe("demo server options", () => {
   it("parses start-up options and rejects bad ones by name", () => {
@@ -10,6 +10,16 @@ describe("demo server options", () => {
     expect(o).toMatchObject({ transport: "stdio", host: "127.0.0.1", pageSize: 3, startupDelayMs: 50, exitAtStart: 2, listCacheScope: "private" })
     expect(() => parseOptions(["--page-size", "-1"])).toThrow(/--page-size/)
     expect(() => parseOptions(["--transport", "ws"])).toThrow(/--transport/)
+  })
+
+  it("speaks 2026-07-28 and every older revision by default; --protocol-version pins one", () => {
+    expect(parseOptions([]).protocolVersion).toBeUndefined()
+    expect(servedProtocolVersions(parseOptions([]))[0]).toBe("2026-07-28")
+    expect(servesModern(parseOptions([]))).toBe(true)
+    const pinned = parseOptions(["--protocol-version", "2025-06-18"])
+    expect(servedProtocolVersions(pinned)).toEqual(["2025-06-18"])
+    expect(servesModern(pinned)).toBe(false)
+    expect(() => parseOptions(["--protocol-version", "2030-01-01"])).toThrow(/--protocol-version/)
   })
 })
 
