@@ -233,7 +233,11 @@ export interface ServerStatus {
   readonly breaker: CircuitBreaker.CircuitState
   readonly pool: ConnectionPool.PoolStats
   readonly tools: number | undefined
-  /** The last failure, `at` in `Clock` milliseconds. */
+  /**
+   * The server's last real failure, `at` in `Clock` milliseconds: never the caller's own mistake (bad
+   * arguments or options, unknown tool, a -32602/-32601 answer), a breaker rejection (see
+   * `CircuitOpenError.openedBy`), our own pool saturating, or a deadline spent waiting for a session.
+   */
   readonly lastError: { readonly tag: string; readonly message: string; readonly at: number } | undefined
   /** The last health check that pinged a session, `at` in `Clock` milliseconds. */
   readonly lastHealthCheck: { readonly ok: boolean; readonly at: number } | undefined
