@@ -9,10 +9,12 @@
  *
  * By default it speaks MCP 2026-07-28 (`server/discover`) and every older revision (`initialize`).
  *
- * Over HTTP it prints `KEEL_DEMO_LISTENING <url>` on stdout once it listens.
+ * Over HTTP it prints `KEEL_DEMO_LISTENING <url>` on stdout once it listens. With `--auth` the URL is an
+ * OAuth-protected resource, and `KEEL_DEMO_AUTH_SERVER <issuer>` names its local authorization server.
  */
 import { serveStdio, StdioServerTransport } from "@modelcontextprotocol/server/stdio"
 import { createDemoServer, DemoState } from "./DemoServer.ts"
+import { protect, startAuthServer } from "./auth.ts"
 import { serveHttp } from "./http.ts"
 import { parseOptions, servesModern } from "./options.ts"
 
@@ -40,9 +42,12 @@ const main = async () => {
     process.stderr.write(`keel-demo: serving on stdio (pid ${process.pid})\n`)
   } else {
     const served = await serveHttp(state)
-    process.stdout.write(`${LISTENING} ${served.url}\n`)
+    const authServer = options.auth ? await startAuthServer() : undefined
+    const gated = authServer !== undefined ? await protect(served.http, { authServer }) : undefined
+    if (authServer !== undefined) process.stdout.write(`KEEL_DEMO_AUTH_SERVER ${authServer.issuer}\n`)
+    process.stdout.write(`${LISTENING} ${gated?.url ?? served.url}\n`)
     const stop = () => {
-      served.close().finally(() => process.exit(0))
+      Promise.all([gated?.close(), authServer?.close()]).then(() => served.close()).finally(() => process.exit(0))
     }
     process.once("SIGTERM", stop)
     process.once("SIGINT", stop)

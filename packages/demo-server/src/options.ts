@@ -34,6 +34,11 @@ export interface DemoServerOptions {
    * revision both sides speak.
    */
   readonly protocolVersion: string | undefined
+  /**
+   * `--auth`: over HTTP, serve `/mcp` as an OAuth-protected resource, with a local authorization server on
+   * 127.0.0.1 (see `auth.ts`); its issuer is printed as `KEEL_DEMO_AUTH_SERVER <url>`. Default off.
+   */
+  readonly auth: boolean
 }
 
 /** The revisions the demo server can speak, newest first (2026-07-28 is the "modern" era). */
@@ -62,7 +67,8 @@ export const parseOptions = (argv: ReadonlyArray<string>): DemoServerOptions => 
       "list-ttl-ms": { type: "string" },
       "list-cache-scope": { type: "string" },
       name: { type: "string", default: "keel-demo" },
-      "protocol-version": { type: "string" }
+      "protocol-version": { type: "string" },
+      auth: { type: "boolean", default: false }
     },
     strict: true
   })
@@ -94,6 +100,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): DemoServerOptions => 
     listTtlMs: values["list-ttl-ms"] === undefined ? undefined : int("list-ttl-ms", values["list-ttl-ms"]),
     listCacheScope: scope,
     name: values.name,
-    protocolVersion
+    protocolVersion,
+    auth: values.auth
   }
 }
