@@ -42,7 +42,15 @@ import { readFile } from "node:fs/promises"
 import { Duration, Effect, Schema } from "effect"
 import { CircuitBreakerConfig, decode as decodeBreaker } from "./CircuitBreaker.ts"
 import { ConnectionPoolConfig, PoolSettings } from "./ConnectionPool.ts"
-import { configError, decodeServerConfig, McpConfigError, type ServerConfig } from "./ServerConfig.ts"
+import {
+  configError,
+  decodeServerConfig,
+  HttpServerConfig,
+  McpConfigError,
+  type ServerConfig,
+  SseServerConfig,
+  StdioServerConfig
+} from "./ServerConfig.ts"
 import { TimeoutsConfig } from "./Timeouts.ts"
 import { ToolCacheConfig } from "./ToolCache.ts"
 
@@ -183,11 +191,11 @@ const checkKeys = (
 /** The field names of a Struct schema. */
 const fieldsOf = (schema: { readonly fields: Record<string, unknown> }): ReadonlyArray<string> => Object.keys(schema.fields)
 
-/** The keys a server entry may have, by transport, besides `keel`. */
+/** The keys a server entry may have, by transport, besides `keel`: the fields of its Schema. */
 const SERVER_KEYS = {
-  stdio: ["type", "command", "args", "env", "cwd", "maxMessageBytes"],
-  http: ["type", "url", "headers"],
-  sse: ["type", "url", "headers"]
+  stdio: fieldsOf(StdioServerConfig),
+  http: fieldsOf(HttpServerConfig),
+  sse: fieldsOf(SseServerConfig)
 } as const
 
 /** Keys other MCP clients (Claude Desktop, VS Code, Cline, Cursor) write in a server entry; Keel ignores them. */
@@ -299,7 +307,9 @@ export const decodeServerEntry = (
     if (!isRecord(raw)) return yield* new McpConfigError({ path, message: "Expected an object" })
     const input = toServerInput(raw)
     const type = input.type === "stdio" || input.type === "http" || input.type === "sse" ? input.type : undefined
-    const known = type !== undefined ? [...SERVER_KEYS[type], "keel"] : [...new Set([...SERVER_KEYS.stdio, ...SERVER_KEYS.http, "keel"])]
+    const known = type !== undefined
+      ? [...SERVER_KEYS[type], "keel"]
+      : [...new Set([...SERVER_KEYS.stdio, ...SERVER_KEYS.http, ...SERVER_KEYS.sse, "keel"])]
     yield* checkKeys(raw, known, path, FOREIGN_SERVER_KEYS)
     const expanded = (yield* expand(raw, path, env)) as Record<string, unknown>
     const config = yield* decodeServerConfig(toServerInput(expanded), path)
