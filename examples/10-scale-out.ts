@@ -62,7 +62,7 @@ const program = Effect.gen(function*() {
   })
   const A = yield* replica
   const B = yield* replica
-  const on = <S, I>(ctx: Context.Context<S>, tag: Context.Key<I, S>) => Context.get(ctx, tag as never) as S
+  const on = <I, S>(ctx: Context.Context<any>, tag: Context.Key<I, S>): S => Context.get(ctx as Context.Context<I>, tag)
   const mcpA = on(A, McpClientManager)
   const mcpB = on(B, McpClientManager)
   const available = (ctx: Context.Context<any>) =>

@@ -35,7 +35,10 @@ class Replica {
   private nextId = 1
   readonly ready: Promise<Reply>
 
-  constructor(readonly name: string, config: string) {
+  readonly name: string
+
+  constructor(name: string, config: string) {
+    this.name = name
     this.child = spawn(process.execPath, [replicaEntry, config], { stdio: ["pipe", "pipe", "pipe"] })
     let readyResolve: (r: Reply) => void = () => {}
     this.ready = new Promise((resolve) => (readyResolve = resolve))

@@ -19,10 +19,11 @@
  *
  * @since 0.3.0
  */
-import { Effect, Layer, Option } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
+import type { CallToolResult } from "@modelcontextprotocol/client"
 import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
 import * as ConnectionPool from "./ConnectionPool.ts"
-import { McpClientManager } from "./McpClientManager.ts"
+import { type CallToolError, McpClientManager, type ManagerCallOptions } from "./McpClientManager.ts"
 import { McpConfig } from "./McpConfig.ts"
 import { decodeConfig } from "./McpConfigFile.ts"
 import { decodeScaleOut, readConfigFile, type ScaleOutConfig, withoutScaleOut } from "./ScaleOutConfig.ts"
@@ -32,7 +33,7 @@ import * as SessionHooks from "./SessionHooks.ts"
 import * as SharedBreakers from "./SharedBreakers.ts"
 import { SharedRedis } from "./SharedRedis.ts"
 import * as SharedToolCache from "./SharedToolCache.ts"
-import { ServerLimits } from "./ServerLimits.ts"
+import { type BulkheadTimeoutError, type RateLimitedError, ServerLimits } from "./ServerLimits.ts"
 import type { ToolCache } from "./ToolCache.ts"
 
 /**
@@ -93,3 +94,27 @@ const decode = (json: unknown) =>
  * @category layers
  */
 export const layerConfig = (json: unknown): Layer.Layer<Services | McpConfig, McpConfigError> => Layer.unwrap(decode(json))
+
+/**
+ * `McpClientManager.callTool` within the server's bulkhead and rate limit (`keel.maxConcurrentCalls`,
+ * `keel.rateLimit`): waits in the bulkhead and for the rate limit end with the call's `timeout` (else the
+ * tool's or server's configured call timeout).
+ *
+ * @since 0.3.0
+ * @category calls
+ */
+export const callTool = (
+  server: string,
+  tool: string,
+  args?: Record<string, unknown>,
+  options?: ManagerCallOptions
+): Effect.Effect<CallToolResult, CallToolError | RateLimitedError | BulkheadTimeoutError, McpClientManager | ServerLimits | McpConfig> =>
+  Effect.gen(function*() {
+    const mcp = yield* McpClientManager
+    const limits = yield* ServerLimits
+    const config = yield* McpConfig
+    const timeouts = config.servers.find((s) => s.name === server)?.timeouts
+    const configured = timeouts?.tools[tool] ?? timeouts?.call
+    const budget = options?.timeout ?? (configured !== undefined && configured !== null && Duration.isDuration(configured) ? configured : "30 seconds")
+    return yield* limits.run(server, mcp.callTool(server, tool, args, options), { timeout: budget })
+  })

@@ -22,8 +22,9 @@
  *
  * @since 0.3.0
  */
-import * as NodeRedisModule from "@effect/platform-node/NodeRedis"
-import { NodeRedis } from "@effect/platform-node/NodeRedis"
+// Types only: the module (and the `redis` client under it, optional peers of @keel/core) is loaded when a
+// `keel.redis` section is used, so Keel without Redis never needs them installed.
+import type { NodeRedis } from "@effect/platform-node/NodeRedis"
 import { Clock, Context, Duration, Effect, Layer, Metric, Queue, References, Schema, Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { type RedisConfig, redisClientOptions } from "./ScaleOutConfig.ts"
@@ -244,6 +245,7 @@ export const make = (config: RedisConfig): Effect.Effect<SharedRedisShape, never
       )
 
     const connect = Effect.gen(function*() {
+      const NodeRedisModule = yield* Effect.tryPromise(() => import("@effect/platform-node/NodeRedis"))
       const options = redisClientOptions(config)
       const connectTimeoutMs = Duration.toMillis(config.connectTimeout)
       // NodeRedis logs a warning per failed reconnect attempt and connection; Keel logs one line per outage.
@@ -263,7 +265,7 @@ export const make = (config: RedisConfig): Effect.Effect<SharedRedisShape, never
       yield* Scope.addFinalizer(scope, Effect.sync(() => {
         closing = true
       }))
-      const nodeRedis = Context.get(context, NodeRedis)
+      const nodeRedis = Context.get(context, NodeRedisModule.NodeRedis)
       client = nodeRedis.client
       redis = Context.get(context, Redis.Redis)
       const r = redis
