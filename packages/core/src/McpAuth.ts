@@ -23,8 +23,8 @@
  * config's `headers` still apply; the `Authorization` header is the token's.
  *
  * ```ts
- * import { Effect, Layer } from "effect"
- * import { McpAuth, McpClientManager, TokenStore } from "@keel/core"
+ * import { Effect } from "effect"
+ * import { McpAuth, McpClientManager } from "@keel/core"
  *
  * const config = {
  *   mcpServers: {
@@ -35,10 +35,12 @@
  *   const mcp = yield* McpClientManager
  *   yield* mcp.listTools("docs").pipe(
  *     Effect.catchTag("AuthorizationRequiredError", (e) => Effect.log(`open ${e.authorizationUrl}`))
+ *     // ... later, from the redirect handler: mcp.finishAuth("docs", callbackUrl)
  *   )
- * }).pipe(Effect.provide(McpClientManager.layerConfig(config).pipe(
- *   Layer.provide(McpAuth.layer.pipe(Layer.provide(TokenStore.layerFile(".keel-tokens.json"))))
- * )))
+ * }).pipe(
+ *   Effect.provide(McpClientManager.layerConfig(config)),
+ *   Effect.provide(McpAuth.layerFile(".keel-tokens.json")) // tokens survive a restart
+ * )
  * ```
  *
  * @since 0.3.0
