@@ -1,6 +1,7 @@
 /**
- * Tool-list invalidation broadcast across replicas: a `tools/list_changed` seen by one replica invalidates
- * every replica's cached list of that server, over Redis pub/sub.
+ * Tool lists shared across replicas: a second cache tier in Redis for public lists, and invalidation
+ * broadcast over Redis pub/sub, so a `tools/list_changed` seen by one replica invalidates every replica's
+ * cached list of that server.
  *
  * It wraps a {@link ToolCacheShape} (the seam every session already goes through: `watch`), so the cache
  * itself and the manager are unchanged:
@@ -18,7 +19,8 @@
  *
  * @since 0.3.0
  */
-import { Clock, Effect, Layer, Metric, Option, Scope, Stream } from "effect"
+import type { ListToolsResult } from "@modelcontextprotocol/client"
+import { Clock, Duration, Effect, Layer, Metric, Option, Scope, Stream } from "effect"
 import { McpConfig } from "./McpConfig.ts"
 import { SharedRedis, type SharedRedisShape } from "./SharedRedis.ts"
 import { ToolCache, type ToolCacheShape } from "./ToolCache.ts"
@@ -48,13 +50,86 @@ export const invalidationDelay = Metric.histogram("keel_tool_list_propagation_se
 })
 
 /**
- * Wraps `inner` so list changes are shared through `shared` for the scope's lifetime.
+ * `keel.tool_list.shared_reads`: reads of the shared (Redis) tier on a local miss, by `server` and
+ * `result` (`hit`: served from Redis, no `tools/list` sent; `miss`: fetched from the server and stored).
+ *
+ * @since 0.3.0
+ * @category metrics
+ */
+export const sharedReads = Metric.counter("keel_tool_list_shared_reads", {
+  description: "Reads of the shared (Redis) tool-list tier on a local miss, by server and result (hit, miss)",
+  incremental: true
+})
+
+/**
+ * What the shared tier must know of the cache's config to respect it.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface SharedTierOptions {
+  /** The cache's forced scope (`cacheScope`): `private` never shares, `public` always does. */
+  readonly cacheScope?: "public" | "private" | undefined
+  readonly timeToLive?: Duration.Input | undefined
+  readonly maxTimeToLive?: Duration.Input | undefined
+  readonly overrideServerTtl?: boolean | undefined
+}
+
+/**
+ * Wraps `inner` so list changes are shared through `shared` for the scope's lifetime, with a second tier
+ * in Redis for lists every caller may see.
+ *
+ * The shared tier (`<keyPrefix>tools:<server>`, a JSON list with the entry's TTL) is read on a local miss
+ * and written after a fetch, for **public** lists only: `cacheScope: "public"` forced by the config, or
+ * sent by the server with no forced scope. A `private` list (per credential) is never written to Redis, and
+ * a list read from Redis is used only if it is public. A local `tools/list_changed` deletes the Redis
+ * entry before the broadcast, so other replicas refetch from the server. Redis down: the tier is skipped.
  *
  * @since 0.3.0
  * @category constructors
  */
-export const wrap = (inner: ToolCacheShape, shared: SharedRedisShape): Effect.Effect<ToolCacheShape, never, Scope.Scope> =>
+export const wrap = (
+  inner: ToolCacheShape,
+  shared: SharedRedisShape,
+  options: SharedTierOptions = {}
+): Effect.Effect<ToolCacheShape, never, Scope.Scope> =>
   Effect.gen(function*() {
+    const toMillis = (d: Duration.Input) => Duration.toMillis(Duration.fromInputUnsafe(d))
+    const configTtl = toMillis(options.timeToLive ?? "5 minutes")
+    const maxTtl = toMillis(options.maxTimeToLive ?? "24 hours")
+    const keyOf = (server: string) => `${shared.prefix}tools:${server}`
+    const isPublic = (result: ListToolsResult): boolean =>
+      options.cacheScope === "public" ||
+      (options.cacheScope === undefined && (result as { cacheScope?: unknown }).cacheScope === "public")
+    const ttlOf = (result: ListToolsResult): number => {
+      const hint = (result as { ttlMs?: unknown }).ttlMs
+      if (options.overrideServerTtl === true || typeof hint !== "number" || !Number.isFinite(hint)) return configTtl
+      return Math.min(Math.max(0, hint), maxTtl)
+    }
+    const read = (server: string, outcome: "hit" | "miss") =>
+      Metric.update(Metric.withAttributes(sharedReads, { server, result: outcome }), 1)
+
+    const tiered = <E, R>(server: string, fetch: Effect.Effect<ListToolsResult, E, R>): Effect.Effect<ListToolsResult, E, R> => {
+      if (options.cacheScope === "private") return fetch
+      return Effect.flatMap(Effect.option(shared.send<string | null>("tools.read", "GET", keyOf(server))), (cached) => {
+        if (Option.isSome(cached) && typeof cached.value === "string") {
+          try {
+            const list = JSON.parse(cached.value) as ListToolsResult
+            if (isPublic(list)) return Effect.as(read(server, "hit"), list)
+          } catch {
+            // not a list: fetch
+          }
+        }
+        return Effect.tap(fetch, (result) => {
+          const ttl = ttlOf(result)
+          if (!isPublic(result) || ttl <= 0 || !shared.isAvailable()) return Effect.void
+          return Effect.andThen(
+            read(server, "miss"),
+            Effect.ignore(shared.send("tools.write", "SET", keyOf(server), JSON.stringify(result), "PX", String(Math.ceil(ttl))))
+          )
+        })
+      })
+    }
     const count = (server: string, origin: "local" | "remote") =>
       Metric.update(Metric.withAttributes(invalidations, { server, origin }), 1)
 
@@ -80,11 +155,21 @@ export const wrap = (inner: ToolCacheShape, shared: SharedRedisShape): Effect.Ef
 
     const shape: ToolCacheShape = {
       ...inner,
+      get: (server, fetch, getOptions) =>
+        // A credential's (private) slot never reads or writes the shared tier.
+        getOptions?.credential !== undefined ? inner.get(server, fetch, getOptions) : inner.get(server, tiered(server, fetch), getOptions),
+      list: (connection, listOptions) =>
+        listOptions?.credential !== undefined
+          ? inner.list(connection, listOptions)
+          : inner.get(connection.name, tiered(connection.name, connection.listTools()), listOptions),
       watch: (connection) =>
         inner.invalidateOn(
           connection.name,
           Stream.tap(connection.toolListChanged, () =>
-            Effect.andThen(count(connection.name, "local"), shared.publish("tools", { server: connection.name })))
+            Effect.andThen(
+              Effect.andThen(count(connection.name, "local"), Effect.ignore(shared.send("tools.invalidate", "DEL", keyOf(connection.name)))),
+              shared.publish("tools", { server: connection.name })
+            ))
         )
     }
     return shape
@@ -113,6 +198,13 @@ export const layer: Layer.Layer<ToolCache, never, McpConfig> = Layer.effect(
       maxTimeToLive: c.maxTimeToLive
     })
     const shared = yield* Effect.serviceOption(SharedRedis)
-    return Option.isSome(shared) ? yield* wrap(inner, shared.value) : inner
+    return Option.isSome(shared)
+      ? yield* wrap(inner, shared.value, {
+        cacheScope: c.cacheScope,
+        timeToLive: c.timeToLive,
+        maxTimeToLive: c.maxTimeToLive,
+        overrideServerTtl: c.overrideServerTtl
+      })
+      : inner
   })
 )
