@@ -117,7 +117,8 @@ import {
 import type { CallOptions, McpConnection } from "./McpClient.ts"
 import { McpConfig } from "./McpConfig.ts"
 import { decodePolicies, decodeServerEntry, type ServerEntry, type ServerPolicyInput } from "./McpConfigFile.ts"
-import { type McpError, McpProtocolError, McpTimeoutError } from "./McpError.ts"
+import { McpAuthError, type McpError, McpProtocolError, McpTimeoutError } from "./McpError.ts"
+import * as McpAuth from "./McpAuth.ts"
 import * as McpMetrics from "./McpMetrics.ts"
 import { McpConfigError, networkTransport, type ServerConfig, type ServerConfigInput } from "./ServerConfig.ts"
 import * as SessionHooks from "./SessionHooks.ts"
@@ -285,6 +286,15 @@ export interface Manager {
   readonly pool: ConnectionPool.ConnectionPoolShape
   /** The `CircuitBreakerRegistry` service (possibly shared with other managers). */
   readonly registry: CircuitBreaker.Registry
+  /**
+   * Completes a pending interactive authorization of a server whose calls failed with
+   * `AuthorizationRequiredError` (see `McpAuth`): `callback` is the redirect's URL or query (the RFC 9207
+   * `iss` in it is checked), or just the `code`. Later calls go through; nothing is restarted.
+   */
+  readonly finishAuth: (
+    server: string,
+    callback: string | URL | URLSearchParams
+  ) => Effect.Effect<void, McpAuthError | UnknownServerError>
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1077,11 +1087,11 @@ export const make = (
       const interval = options.healthCheckInterval
       yield* Effect.forkScoped(Effect.andThen(Effect.sleep(interval), Effect.repeat(healthCheckAll(state), Schedule.spaced(interval))))
     }
-    return makeManager(state)
+    return makeManager(state, yield* McpAuth.McpAuth)
   })
 
 /** The manager's operations over its state. */
-const makeManager = (state: ManagerState): Manager => ({
+const makeManager = (state: ManagerState, auth: McpAuth.McpAuthShape): Manager => ({
   connect: (name, config, policy = {}) => connectServer(state, name, config, policy),
   disconnect: (name) => Effect.flatMap(lookup(state, name), () => removeServer(state, name)),
   servers: Effect.sync(() => [...state.runtimes.keys()]),
@@ -1097,7 +1107,15 @@ const makeManager = (state: ManagerState): Manager => ({
   breaker: (server) => Effect.map(lookup(state, server), (rt) => rt.breaker),
   cache: state.cache,
   pool: state.pool,
-  registry: state.registry
+  registry: state.registry,
+  finishAuth: (server, callback) =>
+    Effect.flatMap(lookup(state, server), (rt) => {
+      const config = rt.entry.config
+      // The server's auth state, made from its config if no call made it yet (e.g. right after a restart).
+      return config.type === "stdio" || config.auth === undefined
+        ? Effect.fail(new McpAuthError({ server, message: `${server} has no auth section in its config` }))
+        : auth.forServer(server, config.url, config.auth).finishAuth(callback)
+    })
 })
 
 // ---------------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@
  */
 import { Effect, Redacted, Schema } from "effect"
 import { configError, formatPath, McpConfigError } from "./ConfigSchema.ts"
+import { AuthConfig } from "./McpAuth.ts"
 
 export { configError, McpConfigError } from "./ConfigSchema.ts"
 
@@ -69,6 +70,8 @@ const HttpUrl = Schema.String.check(
  *
  * - `url`: the MCP endpoint, e.g. `http://127.0.0.1:3000/mcp`
  * - `headers`: sent on every request (values `Redacted`), e.g. `Authorization`
+ * - `auth`: how to get tokens (OAuth authorization code, client credentials, cross-app access, JWT bearer;
+ *   secrets `Redacted`), see `McpAuth`. One token set per server, shared by all its pooled sessions.
  *
  * @since 0.1.0
  * @category schemas
@@ -76,7 +79,8 @@ const HttpUrl = Schema.String.check(
 export const HttpServerConfig = Schema.Struct({
   type: Schema.Literal("http"),
   url: HttpUrl,
-  headers: Schema.optionalKey(Secrets)
+  headers: Schema.optionalKey(Secrets),
+  auth: Schema.optionalKey(AuthConfig)
 })
 
 /** @since 0.1.0 @category models */
@@ -91,7 +95,8 @@ export type HttpServerConfig = typeof HttpServerConfig.Type
 export const SseServerConfig = Schema.Struct({
   type: Schema.Literal("sse"),
   url: HttpUrl,
-  headers: Schema.optionalKey(Secrets)
+  headers: Schema.optionalKey(Secrets),
+  auth: Schema.optionalKey(AuthConfig)
 })
 
 /** @since 0.1.0 @category models */
