@@ -97,7 +97,9 @@ describe("McpClientManager", () => {
       assert.strictEqual(rejected._tag, "CircuitOpenError")
       const status = yield* m.status("demo")
       assert.strictEqual(status.breaker, "Open")
-      assert.strictEqual(status.lastError?.tag, "CircuitOpenError")
+      // lastError is the server's last real failure, not the rejection; the rejection carries what opened it.
+      assert.strictEqual(status.lastError?.tag, "McpProtocolError")
+      if (rejected._tag === "CircuitOpenError") assert.strictEqual((rejected.openedBy as { _tag?: string } | undefined)?._tag, "McpProtocolError")
       // The rejected call never reached the server.
       const breaker = yield* m.breaker("demo")
       yield* breaker.reset

@@ -108,14 +108,32 @@ describe("ToolCache", () => {
       expect(s.state.calls).toBe(1)
     }))
 
-  it.effect("ttlMs: 0 means immediately stale: served to the callers that asked, never kept", () =>
+  it.effect("ttlMs: 0 with zeroTtl \"respect\": served to the callers that asked, never kept", () =>
     Effect.gen(function*() {
-      const cache = yield* ToolCache.make({ name: "tc-ttl-zero" })
+      const cache = yield* ToolCache.make({ name: "tc-ttl-zero", zeroTtl: "respect" })
       const s = fakeServer(() => tools(["a"], { ttlMs: 0 }))
       yield* cache.get("s", s.fetch)
       yield* cache.get("s", s.fetch)
       expect(s.state.calls).toBe(2)
       expect((yield* cache.stats).entries).toBe(0)
+    }))
+
+  it.effect("ttlMs: 0 by default (the SDK v2 server's unset hint): kept for timeToLive, dropped by invalidate", () =>
+    Effect.gen(function*() {
+      const cache = yield* ToolCache.make({ name: "tc-ttl-zero-default", timeToLive: "1 minute" })
+      const s = fakeServer(() => tools(["a"], { ttlMs: 0 }))
+      yield* cache.get("s", s.fetch)
+      yield* cache.get("s", s.fetch)
+      expect(s.state.calls).toBe(1)
+      yield* TestClock.adjust("59 seconds")
+      yield* cache.get("s", s.fetch)
+      expect(s.state.calls).toBe(1)
+      yield* TestClock.adjust("2 seconds")
+      yield* cache.get("s", s.fetch)
+      expect(s.state.calls).toBe(2) // the config's TTL bounds it
+      yield* cache.invalidate("s") // list_changed
+      yield* cache.get("s", s.fetch)
+      expect(s.state.calls).toBe(3)
     }))
 
   it.effect("cacheScope private: never shared across credentials; public: shared, one fetch", () =>

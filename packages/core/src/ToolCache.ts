@@ -7,10 +7,17 @@
  *
  * - **One fetch per miss.** 100 concurrent `get`s for a server that is not cached send one `tools/list`.
  * - **Failures are not cached**; the next `get` asks the server again.
- * - **Server hints (SEP-2549, spec 2026-07-28).** A result's `ttlMs` sets that entry's TTL (clamped to
- *   `maxTimeToLive`, 24 h by default, as the SDK does; `ttlMs: 0` means "immediately stale", so it is not
- *   kept). Without a hint the config's `timeToLive` applies. `overrideServerTtl: true` makes the config's
- *   TTL win.
+ * - **Server hints (SEP-2549, spec 2026-07-28).** A result's positive `ttlMs` sets that entry's TTL (clamped
+ *   to `maxTimeToLive`, 24 h by default, as the SDK does). Without a hint the config's `timeToLive` applies.
+ *   `overrideServerTtl: true` makes the config's TTL win.
+ * - **`ttlMs: 0`** is what every SDK v2 server sends on 2026-07-28 unless its author set a hint (measured:
+ *   the demo server, built on `@modelcontextprotocol/server` 2.4 with no hint configured, answers
+ *   `ttlMs: 0, cacheScope: "private"`). Taken literally it makes every `callTool` fetch `tools/list` first
+ *   (it did: a 2026 session cost one extra round trip per call). So by default (`zeroTtl: "until-changed"`)
+ *   a zero TTL is read as "no freshness promise": the list is kept for the config's `timeToLive` and dropped
+ *   at once by the server's `list_changed` (which Keel receives on every revision, through
+ *   `subscriptions/listen` on 2026-07-28). `zeroTtl: "respect"` never keeps such a list (every `get`
+ *   fetches), for servers whose lists change without notice.
  * - **`cacheScope`.** A `"public"` result is shared by every caller of that server. A `"private"` result
  *   (and, as in the SDK, a result with no hint) is stored under `[server, credential]` and never served
  *   to another credential. Callers that pass no `credential` share one slot per server: the single-tenant
@@ -81,6 +88,7 @@ import * as KeyedCache from "./KeyedCache.ts"
  * | `overrideServerTtl` | `false`   | `true`: ignore the server's `ttlMs` and use `timeToLive`           |
  * | `cacheScope`        | absent    | `"public"` / `"private"`: force this scope, whatever the server says |
  * | `maxTimeToLive`     | 24 hours  | upper bound on a server's `ttlMs` (a server cannot pin an entry)   |
+ * | `zeroTtl`           | `"until-changed"` | a `ttlMs: 0` result: kept for `timeToLive` until `list_changed`, or `"respect"`: never kept |
  *
  * @since 0.1.0
  * @category config
@@ -89,7 +97,8 @@ export const ToolCacheConfig = Schema.Struct({
   ...KeyedCache.KeyedCacheConfig.fields,
   overrideServerTtl: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(false))),
   cacheScope: Schema.optionalKey(Schema.Literals(["public", "private"])),
-  maxTimeToLive: Schema.DurationFromMillis.pipe(Schema.withDecodingDefaultKey(Effect.succeed(86_400_000)))
+  maxTimeToLive: Schema.DurationFromMillis.pipe(Schema.withDecodingDefaultKey(Effect.succeed(86_400_000))),
+  zeroTtl: Schema.Literals(["until-changed", "respect"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("until-changed")))
 })
 
 /**
@@ -126,6 +135,7 @@ export interface ToolCacheOptions {
   readonly overrideServerTtl?: boolean | undefined
   readonly cacheScope?: "public" | "private" | undefined
   readonly maxTimeToLive?: Duration.Input | undefined
+  readonly zeroTtl?: "until-changed" | "respect" | undefined
 }
 
 // -----------------------------------------------------------------------------
@@ -240,13 +250,15 @@ export const make = (options: ToolCacheOptions = {}): Effect.Effect<ToolCacheSha
     const maxTtlMs = toMillis(options.maxTimeToLive ?? d.maxTimeToLive)
     const overrideServerTtl = options.overrideServerTtl ?? d.overrideServerTtl
     const forcedScope = options.cacheScope ?? d.cacheScope
+    const respectZeroTtl = (options.zeroTtl ?? d.zeroTtl) === "respect"
 
     const scopeOf = (result: ListToolsResult): "public" | "private" =>
       forcedScope ?? ((result as { cacheScope?: unknown }).cacheScope === "public" ? "public" : "private")
     const ttlOf = (result: ListToolsResult): number => {
       const hint = (result as { ttlMs?: unknown }).ttlMs
       if (overrideServerTtl || typeof hint !== "number" || !Number.isFinite(hint)) return configTtlMs
-      return Math.min(Math.max(0, hint), maxTtlMs)
+      if (hint <= 0) return respectZeroTtl ? 0 : configTtlMs
+      return Math.min(hint, maxTtlMs)
     }
 
     const cache = yield* KeyedCache.make<string, ListToolsResult>({
