@@ -281,6 +281,8 @@ export type Classifier = (error: unknown) => Verdict | undefined
  * - the caller's own mistakes (`InvalidArgumentsError`, `UnknownToolError`, `UnknownServerError`,
  *   `McpConfigError` for a bad call option), a tool whose definition is invalid (`InvalidToolError`), and
  *   `McpMessageTooLargeError` (the client's own size limit): `"ignore"`;
+ * - authorization needed or refused (`AuthorizationRequiredError`, `McpAuthError`: 401/403, an OAuth error
+ *   from the authorization server): `"ignore"` — not the server failing;
  * - `CircuitOpenError` (a nested breaker rejected), `PoolTimeoutError`, `PoolClosedError`
  *   (the client's own pool is saturated or closing, not the server's fault): `"ignore"`;
  * - anything else: `"failure"` — an unknown error is treated as a sign of trouble.
@@ -311,6 +313,8 @@ export const defaultClassifier = (error: unknown, countToolErrors: boolean): Ver
     case "UnknownToolError":
     case "UnknownServerError":
     case "McpMessageTooLargeError":
+    case "AuthorizationRequiredError":
+    case "McpAuthError":
     case "CircuitOpenError":
     // The pool's own errors say the client is saturated or shutting down, not that the server failed.
     case "PoolTimeoutError":

@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { defaultClassifier } from "./CircuitBreaker.ts"
 import * as McpAuth from "./McpAuth.ts"
 
 let authServer: DemoAuthServer
@@ -53,6 +54,11 @@ const approve = async (authorizationUrl: string) => {
 }
 
 describe("McpAuth", () => {
+  it("the breaker's default classifier ignores auth errors (not the server failing)", () => {
+    expect(defaultClassifier(new McpAuth.AuthorizationRequiredError({ server: "s", authorizationUrl: "http://a/authorize", message: "m" }), false)).toBe("ignore")
+    expect(defaultClassifier(new McpAuth.McpAuthError({ server: "s", message: "invalid_client", status: 401 }), true)).toBe("ignore")
+  })
+
   it("decodes auth configs with Redacted secrets and names what is missing", () => {
     const cc = decode({ type: "client_credentials", clientId: "a", clientSecret: "x" })
     expect(cc.type === "client_credentials" && Redacted.isRedacted(cc.clientSecret)).toBe(true)
