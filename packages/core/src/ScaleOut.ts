@@ -97,8 +97,8 @@ export const layerConfig = (json: unknown): Layer.Layer<Services | McpConfig, Mc
 
 /**
  * `McpClientManager.callTool` within the server's bulkhead and rate limit (`keel.maxConcurrentCalls`,
- * `keel.rateLimit`): waits in the bulkhead and for the rate limit end with the call's `timeout` (else the
- * tool's or server's configured call timeout).
+ * `keel.rateLimit`), all within one deadline: the call's `timeout` (else the tool's or server's configured
+ * call timeout) covers the waits in the bulkhead and for the rate limit, and the call gets what is left.
  *
  * @since 0.3.0
  * @category calls
@@ -116,5 +116,5 @@ export const callTool = (
     const timeouts = config.servers.find((s) => s.name === server)?.timeouts
     const configured = timeouts?.tools[tool] ?? timeouts?.call
     const budget = options?.timeout ?? (configured !== undefined && configured !== null && Duration.isDuration(configured) ? configured : "30 seconds")
-    return yield* limits.run(server, mcp.callTool(server, tool, args, options), { timeout: budget })
+    return yield* limits.runWithin(server, budget, (remaining) => mcp.callTool(server, tool, args, { ...options, timeout: remaining }))
   })

@@ -94,6 +94,15 @@ export interface ServerLimitsShape {
     effect: Effect.Effect<A, E, R>,
     options?: RunOptions
   ) => Effect.Effect<A, E | RateLimitedError | BulkheadTimeoutError, R>
+  /**
+   * As `run`, for an effect made once the limits let it through, with what is left of the budget (so a call
+   * that waited in the bulkhead or for the rate limit still ends by its deadline).
+   */
+  readonly runWithin: <A, E, R>(
+    server: string,
+    budget: Duration.Input,
+    f: (remaining: Duration.Duration) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | RateLimitedError | BulkheadTimeoutError, R>
   /** Sets (or replaces) a server's limits. */
   readonly set: (server: string, limits: ServerLimitsConfig) => Effect.Effect<void>
 }
@@ -183,16 +192,17 @@ export const make = (
       return attempt(false)
     }
 
-    const run = <A, E, R>(
+    const runWithin = <A, E, R>(
       server: string,
-      effect: Effect.Effect<A, E, R>,
-      options?: RunOptions
+      budgetInput: Duration.Input,
+      f: (remaining: Duration.Duration) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | RateLimitedError | BulkheadTimeoutError, R> => {
       const entry = entries.get(server)
-      if (entry === undefined || (entry.rateLimit === undefined && entry.semaphore === undefined)) return effect
+      const budget = Duration.fromInputUnsafe(budgetInput)
+      if (entry === undefined || (entry.rateLimit === undefined && entry.semaphore === undefined)) return f(budget)
       return Effect.flatMap(Clock.currentTimeMillis, (start) => {
-        const budget = Duration.fromInputUnsafe(options?.timeout ?? "30 seconds")
         const deadline = start + Duration.toMillis(budget)
+        const effect = Effect.flatMap(Clock.currentTimeMillis, (now) => f(Duration.millis(Math.max(1, deadline - now))))
         const limited = entry.rateLimit === undefined ? effect : Effect.andThen(limit(server, entry.rateLimit, deadline), effect)
         const semaphore = entry.semaphore
         if (semaphore === undefined) return limited
@@ -219,8 +229,16 @@ export const make = (
       })
     }
 
+    const run = <A, E, R>(
+      server: string,
+      effect: Effect.Effect<A, E, R>,
+      options?: RunOptions
+    ): Effect.Effect<A, E | RateLimitedError | BulkheadTimeoutError, R> =>
+      runWithin(server, options?.timeout ?? "30 seconds", () => effect)
+
     return {
       run,
+      runWithin,
       set: (server, limits) => Effect.map(entryOf(limits), (entry) => void entries.set(server, entry))
     } satisfies ServerLimitsShape
   })

@@ -48,7 +48,8 @@ const program = Effect.gen(function*() {
         return Effect.gen(function*() {
           const start = yield* Clock.currentTimeMillis
           const r = yield* Effect.result(
-            limits.run(server, mcp.callTool(server, c.tool as string, (c.args ?? {}) as Record<string, unknown>, { timeout }), { timeout })
+            limits.runWithin(server, timeout, (remaining) =>
+              mcp.callTool(server, c.tool as string, (c.args ?? {}) as Record<string, unknown>, { timeout: remaining }))
           )
           const ms = (yield* Clock.currentTimeMillis) - start
           if (Result.isSuccess(r)) {
