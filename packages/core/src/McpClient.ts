@@ -39,15 +39,24 @@ import {
 } from "@modelcontextprotocol/client"
 import type {
   CallToolResult,
+  CompleteResult,
+  GetPromptResult,
   Implementation,
+  ListPromptsResult,
+  ListResourcesResult,
+  ListResourceTemplatesResult,
   ListToolsResult,
   Progress,
+  PromptReference,
+  ReadResourceResult,
+  ResourceTemplateReference,
+  ResourceUpdatedNotificationParams,
   ServerCapabilities,
   ServerNotification,
   Tool
 } from "@modelcontextprotocol/client"
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
-import { Context, Deferred, Duration, Effect, Layer, PubSub, Redacted, Schema, type Scope, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, PubSub, Redacted, Result, Schema, type Scope, Stream } from "effect"
 import { type SessionAuth, sessionAuthFor } from "./McpAuth.ts"
 import {
   McpClosedError,
@@ -59,6 +68,9 @@ import {
   McpTimeoutError,
   McpToolError
 } from "./McpError.ts"
+import { DEFAULT_MAX_ITEMS, DEFAULT_MAX_PAGES, ListLimitError, type ListMethod, ListKeys, walkPages } from "./McpLists.ts"
+import * as McpMetrics from "./McpMetrics.ts"
+import * as McpTracing from "./McpTracing.ts"
 import { type HttpServerConfig, revealAll, type ServerConfig, type SseServerConfig } from "./ServerConfig.ts"
 
 // ---------------------------------------------------------------------------------------------------------
@@ -102,7 +114,11 @@ export const McpClientSettings = Schema.Struct({
   clientVersion: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed("0.1.0"))),
   stderrTailBytes: Schema.Int.pipe(Schema.withDecodingDefaultKey(Effect.succeed(4096))),
   protocolVersion: Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed("auto"))),
-  stdioProbe: Schema.Literals(["in-place", "sibling"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("in-place")))
+  stdioProbe: Schema.Literals(["in-place", "sibling"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("in-place"))),
+  /** The most pages one walk of `prompts/list`, `resources/list` or `resources/templates/list` follows (see `McpLists`). */
+  listMaxPages: Schema.Int.pipe(Schema.withDecodingDefaultKey(Effect.succeed(DEFAULT_MAX_PAGES))),
+  /** The most items one such walk returns (see `McpLists`). */
+  listMaxItems: Schema.Int.pipe(Schema.withDecodingDefaultKey(Effect.succeed(DEFAULT_MAX_ITEMS)))
 })
 
 /** @since 0.1.0 @category config */
@@ -223,6 +239,44 @@ export interface McpConnection {
   readonly notifications: Stream.Stream<ServerNotification>
   /** One element per `notifications/tools/list_changed`. */
   readonly toolListChanged: Stream.Stream<void>
+  /**
+   * Every page of `resources/list`, aggregated (Keel walks the cursors, up to `listMaxPages` /
+   * `listMaxItems`, else {@link ListLimitError}). Empty when the server has no `resources` capability.
+   */
+  readonly listResources: (options?: CallOptions) => Effect.Effect<ListResourcesResult, McpError | ListLimitError>
+  /** Every page of `resources/templates/list`, aggregated (as {@link McpConnection.listResources}). */
+  readonly listResourceTemplates: (
+    options?: CallOptions
+  ) => Effect.Effect<ListResourceTemplatesResult, McpError | ListLimitError>
+  /** `resources/read` of one URI. */
+  readonly readResource: (uri: string, options?: CallOptions) => Effect.Effect<ReadResourceResult, McpError>
+  /**
+   * Subscribes to `notifications/resources/updated` of one URI for the life of the scope: `resources/subscribe`
+   * (or, on 2026-07-28, a `subscriptions/listen` stream with `resourceSubscriptions`) now, the unsubscribe
+   * (or the stream's close) when the scope closes. The returned stream has the updates from the subscription
+   * on, and ends when the scope or the session closes.
+   */
+  readonly subscribeResource: (
+    uri: string,
+    options?: CallOptions
+  ) => Effect.Effect<Stream.Stream<ResourceUpdatedNotificationParams>, McpError, Scope.Scope>
+  /** Every page of `prompts/list`, aggregated (as {@link McpConnection.listResources}). */
+  readonly listPrompts: (options?: CallOptions) => Effect.Effect<ListPromptsResult, McpError | ListLimitError>
+  /** `prompts/get` (the arguments are strings, as the protocol says). */
+  readonly getPrompt: (
+    name: string,
+    args?: Record<string, string>,
+    options?: CallOptions
+  ) => Effect.Effect<GetPromptResult, McpError>
+  /** `completion/complete` for an argument of a prompt or a resource template. */
+  readonly complete: (
+    ref: PromptReference | ResourceTemplateReference,
+    argument: { readonly name: string; readonly value: string },
+    context?: Record<string, string>,
+    options?: CallOptions
+  ) => Effect.Effect<CompleteResult, McpError>
+  /** One element per `notifications/{tools,prompts,resources}/list_changed`: which list changed. */
+  readonly listChanged: Stream.Stream<"tools" | "prompts" | "resources">
   /** Whether the session is still open (cheap; safe on hot paths). */
   readonly isOpen: () => boolean
   /** Completes when the session closes, with the reason. */
@@ -655,10 +709,17 @@ const make = (
     const closedNow = () => closedReason
     const closedError = (method: string) => new McpClosedError({ server: name, method, message: closedReason ?? "closed" })
 
+    const traceSession = {
+      server: name,
+      transport: config.type === "stdio" ? "pipe" as const : "tcp" as const,
+      sessionId: (built.transport as { sessionId?: string | undefined }).sessionId,
+      protocolVersion
+    }
     const request = <A>(
       method: string,
       callOptions: CallOptions | undefined,
-      run: (opts: RequestOptions) => Promise<A>
+      run: (opts: RequestOptions, meta: Record<string, string> | undefined) => Promise<A>,
+      target?: McpTracing.RequestTarget
     ): Effect.Effect<A, Exclude<McpError, McpToolError | McpConnectError>> => {
       const timeoutMs = toMillis(callOptions?.timeout, requestTimeoutMs)
       const mapClosed = mapRequestError(name, method, timeoutMs, closedNow)
@@ -670,9 +731,8 @@ const make = (
           ? new McpMessageTooLargeError({ server: name, method, limitBytes: tooLargeLimit, message: error.message })
           : error
       }
-      return Effect.suspend(() => {
-        if (closedReason !== undefined) return Effect.fail(mapError(closedError(method)))
-        return Effect.tryPromise({
+      const send = (meta: Record<string, string> | undefined) =>
+        Effect.tryPromise({
           try: (signal) =>
             run({
               signal,
@@ -684,24 +744,147 @@ const make = (
               ...(callOptions?.maxTotalTimeout !== undefined
                 ? { maxTotalTimeout: toMillis(callOptions.maxTotalTimeout, timeoutMs) }
                 : {})
-            }),
+            }, meta),
           catch: mapError
         })
+      // Tracing off (the default): one context read, no span.
+      return Effect.withFiber((fiber) => {
+        if (closedReason !== undefined) return Effect.fail(mapError(closedError(method)))
+        if (!fiber.getRef(McpTracing.Enabled)) return send(undefined)
+        return tracedRequest(method, target, fiber.context, send)
       })
     }
+    /** A request in its own client span, whose context travels in `params._meta`. */
+    const tracedRequest = <A, E>(
+      method: string,
+      target: McpTracing.RequestTarget | undefined,
+      context: Context.Context<never>,
+      send: (meta: Record<string, string>) => Effect.Effect<A, E>
+    ): Effect.Effect<A, E> => {
+      traceSession.sessionId ??= (built.transport as { sessionId?: string | undefined }).sessionId
+      return Effect.useSpan(
+        McpTracing.spanName(method, target),
+        { kind: "client", attributes: McpTracing.spanAttributes(method, target, traceSession) },
+        (span) =>
+          send(McpTracing.metaOf(span, context)).pipe(
+            Effect.onExit((exit) =>
+              Effect.sync(() => {
+                if (Exit.isFailure(exit)) span.attribute("error.type", McpMetrics.errorTypeOf(exit.cause).errorType)
+                else if ((exit.value as { isError?: unknown } | null)?.isError === true) span.attribute("error.type", McpMetrics.TOOL_ERROR)
+              })
+            )
+          )
+      )
+    }
+    /** `_meta` merged into request params. */
+    const withMeta = <P extends object>(params: P, meta: Record<string, string> | undefined): P =>
+      meta === undefined ? params : { ...params, _meta: { ...(params as { _meta?: object })._meta, ...meta } }
 
     const callToolResult = (name_: string, args?: Record<string, unknown>, callOptions?: CallOptions) =>
       request(
         "tools/call",
         callOptions,
-        (opts) => {
+        (opts, meta) => {
           const tool = callOptions?.tool ?? knownTools.get(name_)
           return client.callTool(
-            { name: name_, arguments: args ?? {} },
+            withMeta({ name: name_, arguments: args ?? {} }, meta),
             tool !== undefined ? { ...opts, toolDefinition: tool } : opts
           ) as Promise<CallToolResult>
-        }
+        },
+        { tool: name_ }
       )
+
+    // -----------------------------------------------------------------------------------------------------
+    // Resources, prompts, completions (Keel's own page walk, capped; see McpLists)
+    // -----------------------------------------------------------------------------------------------------
+    const limits = { maxPages: settings.listMaxPages, maxItems: settings.listMaxItems }
+    const listAll = <R>(method: ListMethod, capability: boolean, callOptions: CallOptions | undefined) => {
+      const key = ListKeys[method]
+      if (!capability) return Effect.succeed({ [key]: [] } as R)
+      return Effect.flatMap(
+        request(method, callOptions, (o, meta) =>
+          walkPages(key, (cursor) =>
+            client.request({
+              method,
+              params: withMeta(cursor !== undefined ? { cursor } : {}, meta)
+            }, o) as Promise<{ nextCursor?: string }>, limits)),
+        (walked): Effect.Effect<R, ListLimitError> =>
+          walked._tag === "Done" ? Effect.succeed(walked.result as R) : Effect.fail(
+            new ListLimitError({
+              server: name,
+              method,
+              limit: walked.limit,
+              max: walked.limit === "pages" ? limits.maxPages : limits.maxItems,
+              message: `${method} of ${name} has more ${walked.limit} than the cap of ${
+                walked.limit === "pages" ? limits.maxPages : limits.maxItems
+              } (listMax${walked.limit === "pages" ? "Pages" : "Items"})`
+            })
+          )
+      )
+    }
+    const updates = (uri: string) =>
+      Effect.map(PubSub.subscribe(pubsub), (sub) =>
+        Stream.fromSubscription(sub).pipe(
+          Stream.filter((n) => n.method === "notifications/resources/updated" && n.params.uri === uri),
+          Stream.map((n) => (n as { params: ResourceUpdatedNotificationParams }).params)
+        ))
+    const surface = {
+      listResources: (o?: CallOptions) => listAll<ListResourcesResult>("resources/list", caps.resources !== undefined, o),
+      listResourceTemplates: (o?: CallOptions) =>
+        listAll<ListResourceTemplatesResult>("resources/templates/list", caps.resources !== undefined, o),
+      listPrompts: (o?: CallOptions) => listAll<ListPromptsResult>("prompts/list", caps.prompts !== undefined, o),
+      readResource: (uri: string, o?: CallOptions) =>
+        request("resources/read", o, (opts, meta) => client.readResource(withMeta({ uri }, meta), { ...opts, cacheMode: "bypass" }), { uri }),
+      getPrompt: (prompt: string, args?: Record<string, string>, o?: CallOptions) =>
+        request("prompts/get", o, (opts, meta) =>
+          client.getPrompt(withMeta({ name: prompt, ...(args !== undefined ? { arguments: args } : {}) }, meta), opts), { prompt }),
+      complete: (
+        ref: PromptReference | ResourceTemplateReference,
+        argument: { readonly name: string; readonly value: string },
+        context?: Record<string, string>,
+        o?: CallOptions
+      ) =>
+        request("completion/complete", o, (opts, meta) =>
+          client.complete(
+            withMeta({
+              ref,
+              argument: { name: argument.name, value: argument.value },
+              ...(context !== undefined ? { context: { arguments: context } } : {})
+            }, meta),
+            opts
+          ), ref.type === "ref/prompt" ? { prompt: ref.name } : { uri: ref.uri }),
+      subscribeResource: (uri: string, o?: CallOptions) =>
+        Effect.gen(function*() {
+          // Subscribe to the session's notifications first, so no update between the two is lost.
+          const stream = yield* updates(uri)
+          if (protocolEra === "modern") {
+            yield* Effect.acquireRelease(
+              request("subscriptions/listen", o, (opts) => client.listen({ resourceSubscriptions: [uri] }, opts), { uri }),
+              (sub) => Effect.promise(() => sub.close().catch(() => {}))
+            )
+          } else {
+            yield* Effect.acquireRelease(
+              request("resources/subscribe", o, (opts, meta) => client.subscribeResource(withMeta({ uri }, meta), opts), { uri }),
+              () =>
+                closedReason !== undefined ? Effect.void : Effect.ignore(
+                  request("resources/unsubscribe", o, (opts, meta) => client.unsubscribeResource(withMeta({ uri }, meta), opts), { uri })
+                )
+            )
+          }
+          return stream
+        }),
+      listChanged: Stream.fromPubSub(pubsub).pipe(
+        Stream.filterMap((n) =>
+          n.method === "notifications/tools/list_changed"
+            ? Result.succeed("tools" as const)
+            : n.method === "notifications/prompts/list_changed"
+            ? Result.succeed("prompts" as const)
+            : n.method === "notifications/resources/list_changed"
+            ? Result.succeed("resources" as const)
+            : Result.failVoid
+        )
+      )
+    }
 
     const connection: McpConnection = {
       name,
@@ -714,8 +897,8 @@ const make = (
       protocolEra,
       sdk: client,
       listTools: (opts) =>
-        request("tools/list", opts, async (o) => {
-          const result = await client.listTools(undefined, { ...o, cacheMode: opts?.cacheMode ?? "bypass" })
+        request("tools/list", opts, async (o, meta) => {
+          const result = await client.listTools(meta === undefined ? undefined : { _meta: meta }, { ...o, cacheMode: opts?.cacheMode ?? "bypass" })
           knownTools = new Map(result.tools.map((t) => [t.name, t]))
           return result
         }),
@@ -743,6 +926,7 @@ const make = (
         Stream.filter((n) => n.method === "notifications/tools/list_changed"),
         Stream.map(() => undefined)
       ),
+      ...surface,
       isOpen: () => closedReason === undefined,
       closed: Deferred.await(closed)
     }

@@ -9,6 +9,7 @@
 import { ProtocolError, Server } from "@modelcontextprotocol/server"
 import type { CallToolResult, Tool } from "@modelcontextprotocol/server"
 import { type DemoServerOptions, servedProtocolVersions } from "./options.ts"
+import { callSurfaceTool, noteToolCall, registerSurface, surfaceCapabilities, SurfaceState, surfaceTools } from "./surface.ts"
 
 /** JSON-RPC "invalid params": bad arguments, unknown tool, bad cursor. */
 export const INVALID_PARAMS = -32602
@@ -122,6 +123,8 @@ export class DemoState {
    * streams through here.
    */
   readonly toolsChangedListeners = new Set<() => void>()
+  /** Resources, prompts, completions, subscriptions and received trace context (see `surface.ts`). */
+  readonly surface = new SurfaceState()
   readonly stats: DemoStats = { listToolsRequests: 0, listToolsPages: 0, calls: {}, cancelled: 0, sessions: 0, pid: process.pid }
   private readonly dynamic = new Map<string, Tool>()
   private readonly removed = new Set<string>()
@@ -137,6 +140,9 @@ export class DemoState {
     if (this.toolsCache !== undefined) return this.toolsCache
     const all: Array<Tool> = []
     for (const t of builtinTools) if (!this.removed.has(t.name)) all.push(t)
+    // `--surface`: the tools that change resources and prompts and echo trace context (off by default, so
+    // the built-in tool list other tests count stays as it is).
+    if (this.options.surface) for (const t of surfaceTools) if (!this.removed.has(t.name)) all.push(t)
     for (let i = 0; i < this.options.extraTools; i++) {
       const name = `tool_${String(i).padStart(5, "0")}`
       if (!this.removed.has(name)) {
@@ -214,8 +220,9 @@ const abortable = (ms: number, signal: AbortSignal): Promise<void> =>
 export const createDemoServer = (state: DemoState, perRequest = false): Server => {
   const server = new Server(
     { name: state.options.name, version: "0.1.0" },
-    { capabilities: { tools: { listChanged: true } }, supportedProtocolVersions: servedProtocolVersions(state.options) }
+    { capabilities: { tools: { listChanged: true }, ...surfaceCapabilities }, supportedProtocolVersions: servedProtocolVersions(state.options) }
   )
+  registerSurface(server, state.surface, perRequest)
   if (!perRequest) {
     state.servers.add(server)
     state.stats.sessions++
@@ -223,6 +230,7 @@ export const createDemoServer = (state: DemoState, perRequest = false): Server =
   const previousOnClose = server.onclose
   server.onclose = () => {
     state.servers.delete(server)
+    state.surface.subscriptions.delete(server)
     previousOnClose?.()
   }
 
@@ -253,6 +261,10 @@ export const createDemoServer = (state: DemoState, perRequest = false): Server =
     const known = state.tools().some((t) => t.name === name)
     if (!known) throw invalid(`Unknown tool: ${name}`)
     state.stats.calls[name] = (state.stats.calls[name] ?? 0) + 1
+    const meta = request.params._meta ?? ctx.mcpReq._meta
+    noteToolCall(state.surface, meta)
+    const surfaced = callSurfaceTool(state.surface, state.servers, name, args, meta)
+    if (surfaced !== undefined) return surfaced
     const signal = ctx.mcpReq.signal
     switch (name) {
       case "echo": {
@@ -316,7 +328,7 @@ export const createDemoServer = (state: DemoState, perRequest = false): Server =
         return text(JSON.stringify(state.tools().map((t) => t.name)))
       }
       case "stats":
-        return text(JSON.stringify(state.stats))
+        return text(JSON.stringify({ ...state.stats, traceparents: state.surface.traceparents }))
       case "crash":
         process.kill(process.pid, "SIGKILL")
         return await new Promise<never>(() => {})

@@ -35,6 +35,14 @@ export const serveHttp = async (state: DemoState): Promise<DemoHttpServer> => {
   const modernNode = modern !== undefined ? toNodeHandler(modern) : undefined
   const notifyToolsChanged = () => modern?.notify.toolsChanged()
   if (modern !== undefined) state.toolsChangedListeners.add(notifyToolsChanged)
+  const notifyResourcesChanged = () => modern?.notify.resourcesChanged()
+  const notifyPromptsChanged = () => modern?.notify.promptsChanged()
+  const notifyResourceUpdated = (uri: string) => modern?.notify.resourceUpdated(uri)
+  if (modern !== undefined) {
+    state.surface.listeners.resourcesChanged.add(notifyResourcesChanged)
+    state.surface.listeners.promptsChanged.add(notifyPromptsChanged)
+    state.surface.listeners.resourceUpdated.add(notifyResourceUpdated)
+  }
 
   const http = createServer(async (req, res) => {
     try {
@@ -100,6 +108,9 @@ export const serveHttp = async (state: DemoState): Promise<DemoHttpServer> => {
     http,
     close: async () => {
       state.toolsChangedListeners.delete(notifyToolsChanged)
+      state.surface.listeners.resourcesChanged.delete(notifyResourcesChanged)
+      state.surface.listeners.promptsChanged.delete(notifyPromptsChanged)
+      state.surface.listeners.resourceUpdated.delete(notifyResourceUpdated)
       await modern?.close().catch(() => {})
       for (const t of transports.values()) await t.close().catch(() => {})
       http.closeAllConnections()

@@ -27,6 +27,8 @@ export interface DemoFlags {
   readonly name?: string
   /** `--protocol-version`: pin the server to this MCP revision (default: 2026-07-28 and every older one). */
   readonly protocolVersion?: string
+  /** `--surface`: the tools that change resources and prompts and echo trace context (see `surface.ts`). */
+  readonly surface?: boolean
 }
 
 /** The command-line flags for `flags`. */
@@ -40,6 +42,7 @@ export const demoServerArgs = (flags: DemoFlags = {}): Array<string> => {
   if (flags.listCacheScope !== undefined) args.push("--list-cache-scope", flags.listCacheScope)
   if (flags.name !== undefined) args.push("--name", flags.name)
   if (flags.protocolVersion !== undefined) args.push("--protocol-version", flags.protocolVersion)
+  if (flags.surface === true) args.push("--surface")
   return args
 }
 

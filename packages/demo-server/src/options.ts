@@ -39,6 +39,12 @@ export interface DemoServerOptions {
    * 127.0.0.1 (see `auth.ts`); its issuer is printed as `KEEL_DEMO_AUTH_SERVER <url>`. Default off.
    */
   readonly auth: boolean
+  /**
+   * `--surface`: advertise the tools that change resources and prompts and echo trace context
+   * (`bump_counter`, `set_resources`, `set_prompts`, `trace_context`; see `surface.ts`). Default off.
+   * Resources, templates, prompts and completions are served either way.
+   */
+  readonly surface: boolean
 }
 
 /** The revisions the demo server can speak, newest first (2026-07-28 is the "modern" era). */
@@ -68,6 +74,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): DemoServerOptions => 
       "list-cache-scope": { type: "string" },
       name: { type: "string", default: "keel-demo" },
       "protocol-version": { type: "string" },
+      surface: { type: "boolean", default: false },
       auth: { type: "boolean", default: false }
     },
     strict: true
@@ -101,6 +108,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): DemoServerOptions => 
     listCacheScope: scope,
     name: values.name,
     protocolVersion,
-    auth: values.auth
+    auth: values.auth,
+    surface: values.surface
   }
 }

@@ -1,0 +1,135 @@
+/**
+ * Resources, prompts and completions through the manager's services (breaker → pool → timeout →
+ * metrics), against real servers: the demo server over stdio (2026-07-28 and pinned to 2025-11-25, where
+ * subscriptions are `resources/subscribe`) and Streamable HTTP, and server-everything from npm.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { demoServerEntry, demoStdio } from "@keel/demo-server"
+import { Effect, Exit, Fiber, Stream } from "effect"
+import { createRequire } from "node:module"
+import { McpClientManager } from "./McpClientManager.ts"
+import * as McpSurface from "./McpSurface.ts"
+import { demoHttpServer } from "./testing/processes.ts"
+
+const require = createRequire(import.meta.url)
+const everything = require.resolve("@modelcontextprotocol/server-everything/dist/index.js", { paths: [demoServerEntry] })
+
+const textOf = (r: { content: ReadonlyArray<{ type: string; text?: string }> }) => r.content[0]?.text
+
+type Flags = Parameters<typeof demoStdio>[0]
+const configs: ReadonlyArray<readonly [string, (flags: Flags) => Effect.Effect<unknown, never, import("effect").Scope.Scope>]> = [
+  ["stdio (2026-07-28)", (flags) => Effect.succeed({ type: "stdio", ...demoStdio(flags) })],
+  ["stdio (2025-11-25)", (flags) => Effect.succeed({ type: "stdio", ...demoStdio({ ...flags, protocolVersion: "2025-11-25" }) })],
+  ["Streamable HTTP (2026-07-28)", (flags) => Effect.map(demoHttpServer(flags), (s) => ({ type: "http", url: s.url }))]
+]
+
+for (const [label, config] of configs) {
+  describe(`McpSurface against the demo server over ${label}`, () => {
+    it.live("resources, templates, prompts, completions, a subscription update and list changes", () =>
+      Effect.gen(function*() {
+        const json = { mcpServers: { demo: yield* config({ surface: true }) } }
+        yield* Effect.gen(function*() {
+          const m = yield* McpClientManager
+          const demo = yield* McpSurface.accessOf(m, "demo", 10_000)
+
+          // Resources and templates.
+          const resources = yield* McpSurface.listResources(demo)
+          assert.includeMembers(resources.map((r) => r.uri), ["demo://readme", "demo://counter"])
+          const templates = yield* McpSurface.listResourceTemplates(demo)
+          assert.includeMembers(templates.map((t) => t.uriTemplate), ["demo://greeting/{name}", "demo://weather/{city}"])
+          const greeting = yield* McpSurface.readResource(demo, "demo://greeting/Ada")
+          assert.strictEqual((greeting.contents[0] as { text?: string }).text, "Hello, Ada!")
+          const missing = yield* Effect.exit(McpSurface.readResource(demo, "demo://nope"))
+          assert.isTrue(Exit.isFailure(missing))
+
+          // Prompts, with argument checks before anything is sent.
+          const prompts = yield* McpSurface.listPrompts(demo)
+          assert.includeMembers(prompts.map((p) => p.name), ["greet", "summarize"])
+          const greet = yield* McpSurface.getPrompt(demo, "greet", { name: "Ada", style: "pirate" })
+          assert.strictEqual((greet.messages[0]!.content as { text: string }).text, "Write a pirate greeting for Ada.")
+          const noName = yield* Effect.flip(McpSurface.getPrompt(demo, "greet", { style: "formal" }))
+          assert.strictEqual(noName._tag, "InvalidPromptArgumentsError")
+          assert.deepStrictEqual((noName as McpSurface.InvalidPromptArgumentsError).missing, ["name"])
+          const extra = yield* Effect.flip(McpSurface.getPrompt(demo, "greet", { name: "Ada", colour: "red" }))
+          assert.strictEqual(extra._tag, "InvalidPromptArgumentsError")
+          assert.deepStrictEqual((extra as McpSurface.InvalidPromptArgumentsError).unknown, ["colour"])
+          const unknown = yield* Effect.flip(McpSurface.getPrompt(demo, "nope"))
+          assert.strictEqual(unknown._tag, "UnknownPromptError")
+          assert.include((unknown as McpSurface.UnknownPromptError).available, "greet")
+
+          // Completions for a prompt argument and a resource-template argument.
+          const names = yield* McpSurface.complete(demo, { type: "ref/prompt", name: "greet" }, { name: "name", value: "a" })
+          assert.deepStrictEqual(names.values, ["Ada", "Alan"])
+          const cities = yield* McpSurface.complete(demo, { type: "ref/resource", uri: "demo://weather/{city}" }, { name: "city", value: "Be" })
+          assert.deepStrictEqual(cities.values, ["Berlin", "Bern"])
+
+          // A subscription: the update arrives, and the stream ends (unsubscribing) once taken.
+          const before = Number((((yield* McpSurface.readResource(demo, "demo://counter")).contents[0]) as { text: string }).text)
+          const update = yield* Effect.forkChild(Stream.runHead(McpSurface.subscribeResource(demo, "demo://counter")))
+          yield* Effect.sleep(300)
+          yield* m.callTool("demo", "bump_counter", {})
+          const got = yield* Fiber.join(update).pipe(Effect.timeout("5 seconds"))
+          assert.strictEqual(got._tag === "Some" ? got.value.uri : undefined, "demo://counter")
+          const after = Number((((yield* McpSurface.readResource(demo, "demo://counter")).contents[0]) as { text: string }).text)
+          assert.strictEqual(after, before + 1)
+
+          // list_changed for resources and prompts reaches the session; the next list shows the change.
+          for (const [kind, tool, args] of [
+            ["resources", "set_resources", { add: ["notes"] }],
+            ["prompts", "set_prompts", { add: ["explain"] }]
+          ] as const) {
+            const changed = yield* Effect.forkChild(
+              m.pool.use("demo", (c) => Stream.runHead(Stream.filter(c.listChanged, (k) => k === kind)))
+            )
+            yield* Effect.sleep(200)
+            yield* m.callTool("demo", tool, args)
+            const seen = yield* Fiber.join(changed).pipe(Effect.timeout("5 seconds"))
+            assert.strictEqual(seen._tag === "Some" ? seen.value : undefined, kind)
+          }
+          assert.include((yield* McpSurface.listResources(demo)).map((r) => r.uri), "demo://extra/notes")
+          assert.include((yield* McpSurface.listPrompts(demo)).map((p) => p.name), "explain")
+          const explained = yield* McpSurface.getPrompt(demo, "explain", { topic: "pools" })
+          assert.strictEqual((explained.messages[0]!.content as { text: string }).text, "Tell me about pools.")
+        }).pipe(Effect.provide(McpClientManager.layerConfig(json)))
+      }).pipe(Effect.scoped), 30_000)
+  })
+}
+
+describe("McpSurface against server-everything (npm)", () => {
+  it.live("resources, templates, prompts, completions and a subscription update", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const ev = yield* McpSurface.accessOf(m, "everything", 10_000)
+      const resources = yield* McpSurface.listResources(ev)
+      assert.isAbove(resources.length, 0)
+      const first = resources[0]!
+      const read = yield* McpSurface.readResource(ev, first.uri)
+      assert.strictEqual(read.contents[0]?.uri, first.uri)
+      const templates = yield* McpSurface.listResourceTemplates(ev)
+      assert.isAbove(templates.length, 0)
+      const prompts = yield* McpSurface.listPrompts(ev)
+      assert.includeMembers(prompts.map((p) => p.name), ["simple-prompt", "args-prompt", "completable-prompt"])
+      const simple = yield* McpSurface.getPrompt(ev, "simple-prompt")
+      assert.isAbove(simple.messages.length, 0)
+      const noCity = yield* Effect.flip(McpSurface.getPrompt(ev, "args-prompt", {}))
+      assert.strictEqual(noCity._tag, "InvalidPromptArgumentsError")
+      const departments = yield* McpSurface.complete(ev, { type: "ref/prompt", name: "completable-prompt" }, { name: "department", value: "E" })
+      assert.deepStrictEqual(departments.values, ["Engineering"])
+      const team = yield* McpSurface.complete(
+        ev,
+        { type: "ref/prompt", name: "completable-prompt" },
+        { name: "name", value: "" },
+        { department: "Sales" }
+      )
+      assert.deepStrictEqual(team.values, ["David", "Eve", "Frank"])
+      // server-everything sends updates to subscribers every 5 s once `toggle-subscriber-updates` is on.
+      const uri = first.uri
+      const update = yield* Effect.forkChild(Stream.runHead(McpSurface.subscribeResource(ev, uri)))
+      yield* Effect.sleep(300)
+      yield* m.callTool("everything", "toggle-subscriber-updates", {})
+      const got = yield* Fiber.join(update).pipe(Effect.timeout("12 seconds"))
+      assert.strictEqual(got._tag === "Some" ? got.value.uri : undefined, uri)
+    }).pipe(Effect.provide(McpClientManager.layerConfig({
+      mcpServers: { everything: { command: process.execPath, args: [everything, "stdio"] } }
+    }))), 40_000)
+})

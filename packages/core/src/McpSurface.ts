@@ -1,0 +1,285 @@
+/**
+ * Resources, prompts and completions through `McpClientManager`, with the same resilience as `callTool`:
+ * every request goes metrics → breaker → pool → timeout (the server's `timeouts.server`, or the call's
+ * own `timeout`), and fails with a typed error.
+ *
+ * ```ts
+ * const mcp = yield* McpClientManager
+ * const resources = yield* mcp.listResources("docs")
+ * const body = yield* mcp.readResource("docs", "demo://readme")
+ * const prompt = yield* mcp.getPrompt("docs", "greet", { name: "Ada" })     // arguments checked first
+ * const names = yield* mcp.complete("docs", { type: "ref/prompt", name: "greet" }, { name: "name", value: "A" })
+ * yield* mcp.subscribeResource("docs", "demo://counter").pipe(Stream.take(1), Stream.runDrain)
+ * ```
+ *
+ * The functions here take a {@link ServerAccess} (what the manager knows about one server); the manager's
+ * methods of the same names call them.
+ *
+ * @since 0.3.0
+ */
+import type {
+  CompleteResult,
+  GetPromptResult,
+  Prompt,
+  PromptReference,
+  ReadResourceResult,
+  Resource,
+  ResourceTemplateReference,
+  ResourceTemplateType as ResourceTemplate,
+  ResourceUpdatedNotificationParams
+} from "@modelcontextprotocol/client"
+import { Effect, Schema, Stream } from "effect"
+import type * as Cause from "effect/Cause"
+import type * as CircuitBreaker from "./CircuitBreaker.ts"
+import type * as ConnectionPool from "./ConnectionPool.ts"
+import { displayName, type UnknownServerError } from "./ManagerErrors.ts"
+import type { CallOptions, McpConnection } from "./McpClient.ts"
+import type { McpError } from "./McpError.ts"
+import type { ListLimitError } from "./McpLists.ts"
+import * as McpMetrics from "./McpMetrics.ts"
+
+/**
+ * The server has no prompt of that name. `available` lists its prompts (the first 100).
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class UnknownPromptError extends Schema.TaggedError<UnknownPromptError>()("UnknownPromptError", {
+  server: Schema.String,
+  prompt: Schema.String,
+  available: Schema.Array(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * The arguments of `getPrompt` do not match the prompt's declared arguments: a required one is missing
+ * (`missing`), one is not declared (`unknown`), or a value is not a string. Nothing was sent.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class InvalidPromptArgumentsError extends Schema.TaggedError<InvalidPromptArgumentsError>()("InvalidPromptArgumentsError", {
+  server: Schema.String,
+  prompt: Schema.String,
+  missing: Schema.Array(Schema.String),
+  unknown: Schema.Array(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * Everything a resource, prompt or completion request can fail with (besides the manager's
+ * `UnknownServerError`).
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export type SurfaceError = McpError | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError
+
+/**
+ * What the manager knows about one server, for the functions of this module.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ServerAccess {
+  readonly server: string
+  /** `pipe` (stdio) or `tcp` (HTTP), the `network.transport` of metrics. */
+  readonly transport: "pipe" | "tcp"
+  readonly breaker: CircuitBreaker.Breaker
+  readonly pool: ConnectionPool.ConnectionPoolShape
+  /** The server's request timeout (its `timeouts.server`), in ms. */
+  readonly timeoutMs: number
+  /** Records a server failure as the server's `lastError`. */
+  readonly noteError?: ((cause: Cause.Cause<unknown>) => Effect.Effect<void>) | undefined
+}
+
+/** Per-call options: a timeout for this request. */
+export interface SurfaceOptions {
+  readonly timeout?: CallOptions["timeout"]
+}
+
+const callOptions = (access: ServerAccess, options: SurfaceOptions | undefined): CallOptions => ({
+  timeout: options?.timeout ?? access.timeoutMs
+})
+
+/**
+ * One request: metrics → breaker → pool → (the connection's own timeout).
+ *
+ * @since 0.3.0
+ * @category requests
+ */
+export const run = <A, E extends { readonly _tag: string }>(
+  access: ServerAccess,
+  method: string,
+  f: (c: McpConnection) => Effect.Effect<A, E>
+): Effect.Effect<A, E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError> => {
+  const attempt = access.breaker.execute(access.pool.use(access.server, f)) as Effect.Effect<
+    A,
+    E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError
+  >
+  return (access.noteError !== undefined ? Effect.tapCause(attempt, access.noteError) : attempt).pipe(
+    McpMetrics.track({ server: access.server, transport: access.transport, method })
+  )
+}
+
+/** `resources/list`, every page. @since 0.3.0 @category resources */
+export const listResources = (
+  access: ServerAccess,
+  options?: SurfaceOptions
+): Effect.Effect<ReadonlyArray<Resource>, SurfaceError | ListLimitError> =>
+  Effect.map(run(access, "resources/list", (c) => c.listResources(callOptions(access, options))), (r) => r.resources)
+
+/** `resources/templates/list`, every page. @since 0.3.0 @category resources */
+export const listResourceTemplates = (
+  access: ServerAccess,
+  options?: SurfaceOptions
+): Effect.Effect<ReadonlyArray<ResourceTemplate>, SurfaceError | ListLimitError> =>
+  Effect.map(
+    run(access, "resources/templates/list", (c) => c.listResourceTemplates(callOptions(access, options))),
+    (r) => r.resourceTemplates
+  )
+
+/** `resources/read`. @since 0.3.0 @category resources */
+export const readResource = (
+  access: ServerAccess,
+  uri: string,
+  options?: SurfaceOptions
+): Effect.Effect<ReadResourceResult, SurfaceError> =>
+  run(access, "resources/read", (c) => c.readResource(uri, callOptions(access, options)))
+
+/**
+ * The updates of one resource as a stream: a session is borrowed from the pool and the resource subscribed
+ * (through the breaker, timed like any request) when the stream starts; when the stream ends (its consumer's
+ * scope closes, or `Stream.take` has enough) the resource is unsubscribed and the session returned. The
+ * stream ends by itself if the session closes.
+ *
+ * @since 0.3.0
+ * @category resources
+ */
+export const subscribeResource = (
+  access: ServerAccess,
+  uri: string,
+  options?: SurfaceOptions
+): Stream.Stream<ResourceUpdatedNotificationParams, SurfaceError> =>
+  Stream.unwrap(
+    Effect.gen(function*() {
+      const c = yield* access.pool.get(access.server)
+      return yield* access.breaker.execute(c.subscribeResource(uri, callOptions(access, options))).pipe(
+        McpMetrics.track({ server: access.server, transport: access.transport, method: "resources/subscribe" })
+      )
+    })
+  )
+
+/** `prompts/list`, every page. @since 0.3.0 @category prompts */
+export const listPrompts = (
+  access: ServerAccess,
+  options?: SurfaceOptions
+): Effect.Effect<ReadonlyArray<Prompt>, SurfaceError | ListLimitError> =>
+  Effect.map(run(access, "prompts/list", (c) => c.listPrompts(callOptions(access, options))), (r) => r.prompts)
+
+/**
+ * Why `args` do not fit `prompt`'s declared arguments, or `undefined` when they do.
+ *
+ * @since 0.3.0
+ * @category prompts
+ */
+export const checkPromptArguments = (
+  server: string,
+  prompt: Prompt,
+  args: Record<string, unknown>
+): InvalidPromptArgumentsError | undefined => {
+  const declared = prompt.arguments ?? []
+  const missing = declared.filter((a) => a.required === true && args[a.name] === undefined).map((a) => a.name)
+  const unknown = Object.keys(args).filter((k) => !declared.some((a) => a.name === k))
+  const notStrings = Object.entries(args).filter(([, v]) => v !== undefined && typeof v !== "string").map(([k]) => k)
+  if (missing.length === 0 && unknown.length === 0 && notStrings.length === 0) return undefined
+  const parts = [
+    missing.length > 0 ? `missing required ${missing.map(displayName).join(", ")}` : undefined,
+    unknown.length > 0 ? `not declared: ${unknown.map(displayName).join(", ")} (declared: ${declared.map((a) => displayName(a.name)).join(", ") || "none"})` : undefined,
+    notStrings.length > 0 ? `not strings: ${notStrings.map(displayName).join(", ")}` : undefined
+  ].filter((p): p is string => p !== undefined)
+  return new InvalidPromptArgumentsError({
+    server,
+    prompt: prompt.name,
+    missing,
+    unknown: [...unknown, ...notStrings.filter((k) => !unknown.includes(k))],
+    message: `arguments of prompt ${displayName(server)}/${displayName(prompt.name)}: ${parts.join("; ")}`
+  })
+}
+
+/**
+ * `prompts/get`, after checking `args` against the prompt's declared arguments (from `prompts` when given,
+ * else a `prompts/list`): an unknown prompt is {@link UnknownPromptError}, bad arguments
+ * {@link InvalidPromptArgumentsError}; neither sends `prompts/get`.
+ *
+ * @since 0.3.0
+ * @category prompts
+ */
+export const getPrompt = (
+  access: ServerAccess,
+  name: string,
+  args: Record<string, string> = {},
+  options?: SurfaceOptions & { readonly prompts?: Effect.Effect<ReadonlyArray<Prompt>, SurfaceError | ListLimitError> }
+): Effect.Effect<GetPromptResult, SurfaceError | ListLimitError | UnknownPromptError | InvalidPromptArgumentsError> =>
+  Effect.flatMap(options?.prompts ?? listPrompts(access, options), (prompts): Effect.Effect<
+    GetPromptResult,
+    SurfaceError | UnknownPromptError | InvalidPromptArgumentsError
+  > => {
+    const prompt = prompts.find((p) => p.name === name)
+    if (prompt === undefined) {
+      const names = prompts.map((p) => p.name)
+      return Effect.fail(
+        new UnknownPromptError({
+          server: access.server,
+          prompt: name,
+          available: names.slice(0, 100),
+          message: `server "${displayName(access.server)}" has no prompt "${displayName(name)}"; it has: ${names.slice(0, 20).map(displayName).join(", ") || "(none)"}`
+        })
+      )
+    }
+    const bad = checkPromptArguments(access.server, prompt, args)
+    if (bad !== undefined) return Effect.fail(bad)
+    return run(access, "prompts/get", (c) => c.getPrompt(name, args, callOptions(access, options)))
+  })
+
+/**
+ * `completion/complete` for an argument of a prompt (`{ type: "ref/prompt", name }`) or a resource
+ * template (`{ type: "ref/resource", uri: <template> }`); `context` carries the values of the other
+ * arguments already chosen.
+ *
+ * @since 0.3.0
+ * @category completions
+ */
+export const complete = (
+  access: ServerAccess,
+  ref: PromptReference | ResourceTemplateReference,
+  argument: { readonly name: string; readonly value: string },
+  context?: Record<string, string>,
+  options?: SurfaceOptions
+): Effect.Effect<CompleteResult["completion"], SurfaceError> =>
+  Effect.map(
+    run(access, "completion/complete", (c) => c.complete(ref, argument, context, callOptions(access, options))),
+    (r) => r.completion
+  )
+
+/**
+ * The {@link ServerAccess} of one server of a manager, from its public operations (the breaker, the pool,
+ * the transport); `timeoutMs` defaults to 30 s.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const accessOf = (
+  manager: {
+    readonly breaker: (server: string) => Effect.Effect<CircuitBreaker.Breaker, UnknownServerError>
+    readonly status: (server: string) => Effect.Effect<{ readonly transport: "stdio" | "http" | "sse" }, UnknownServerError>
+    readonly pool: ConnectionPool.ConnectionPoolShape
+  },
+  server: string,
+  timeoutMs = 30_000
+): Effect.Effect<ServerAccess, UnknownServerError> =>
+  Effect.gen(function*() {
+    const breaker = yield* manager.breaker(server)
+    const status = yield* manager.status(server)
+    return { server, transport: status.transport === "stdio" ? "pipe" : "tcp", breaker, pool: manager.pool, timeoutMs }
+  })
