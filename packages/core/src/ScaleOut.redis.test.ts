@@ -286,6 +286,12 @@ describe("Redis dies and comes back", () => {
     // Limits are shared again: a fresh window in the new Redis, 6 for A and B together.
     const replies = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? A : B).call("limited", "echo", { message: `${i}` })))
     expect(replies.filter((r) => r.ok).length).toBe(6)
+    // Pub/sub is back too: A's list change reaches B over the channel again.
+    const remote = async () => (await B.request("metric", { name: "invalidations", attributes: { server: "stats", origin: "remote" } })).value.count
+    await B.request("list", { server: "stats" })
+    const before = await remote()
+    expect((await A.call("stats", "set_tools", { add: ["after_outage"] })).ok).toBe(true)
+    await until(async () => (await remote()) > before, 3_000, "B invalidated over pub/sub after the outage", 10)
   }, 60_000)
 
   it("a stalled Redis (SIGSTOP) never holds a call past its deadline", async () => {
