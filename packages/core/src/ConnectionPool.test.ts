@@ -306,10 +306,11 @@ describe("ConnectionPool: borrowing", () => {
       assert.strictEqual(ms(d.pingTimeout), 5_000)
       assert.strictEqual(d.leakDetectionThreshold, null)
       assert.strictEqual(d.maxConcurrentConnects, 4)
+      assert.strictEqual(Duration.toMillis(d.connectSlotHold), 1_000)
       assert.strictEqual(ms(d.housekeepingInterval), 1_000)
       // every field is pinned above (maxIdle is an optional key: absent)
-      assert.strictEqual(Object.keys(ConnectionPool.ConnectionPoolConfig.fields).length, 14)
-      assert.strictEqual(Object.keys(d).length, 13)
+      assert.strictEqual(Object.keys(ConnectionPool.ConnectionPoolConfig.fields).length, 15)
+      assert.strictEqual(Object.keys(d).length, 14)
     }))
 })
 
@@ -661,6 +662,30 @@ describe("ConnectionPool: start-up, failures, remove and close", () => {
       yield* settle
       assert.strictEqual(state.created, 9)
       assert.strictEqual(state.peakConnecting, 2)
+    }).pipe(Effect.scoped))
+
+  it.effect("a connect keeps its slot for at most connectSlotHold: hung connects cannot starve another server", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxConcurrentConnects: 2, connectSlotHold: "1 second" })
+      const gate = yield* Deferred.make<void>()
+      state.gate = gate // every connect hangs until the gate opens
+      yield* pool.add("hung1", cfg)
+      yield* pool.add("hung2", cfg)
+      yield* pool.add("healthy", cfg)
+      const h1 = yield* Effect.forkChild(pool.use("hung1", () => Effect.void))
+      const h2 = yield* Effect.forkChild(pool.use("hung2", () => Effect.void))
+      yield* settle
+      const healthy = yield* Effect.forkChild(pool.use("healthy", () => Effect.void))
+      yield* settle
+      assert.strictEqual(state.connecting, 2, "both slots taken by the hung connects")
+      yield* TestClock.adjust("999 millis")
+      assert.strictEqual(state.connecting, 2, "the healthy connect waits while the hold lasts")
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual(state.connecting, 3, "the hold ran out: the healthy server starts connecting")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(healthy)
+      yield* Fiber.join(h1)
+      yield* Fiber.join(h2)
     }).pipe(Effect.scoped))
 
   it.effect("a server that fails to start fails its waiters with McpConnectError, not a timeout", () =>

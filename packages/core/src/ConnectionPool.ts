@@ -54,7 +54,12 @@
  * - **Child cap.** A session holds one of `maxConnections` per-server permits from before it connects until
  *   its child has exited, so live children never exceed `maxConnections`, also while an invalidated session
  *   is still lent and its replacement is wanted, and while a replaced config drains.
- * - **Start-up stampede.** At most `maxConcurrentConnects` sessions connect at once across all servers.
+ * - **Start-up stampede.** At most `maxConcurrentConnects` sessions start connecting at once across all
+ *   servers. A connect holds its slot until it is done or for `connectSlotHold` (1 s), whichever comes first:
+ *   the slot bounds the CPU burst of spawning children, while a server that hangs in `initialize` (bounded
+ *   by its own `connectTimeout`) must not keep every other server from connecting. Measured here: four hung
+ *   servers held all four slots for their whole 1.5 s `connectTimeout`, so a healthy server's first call
+ *   took 2.1 s; with the hold bounded it takes the hold plus its own connect.
  * - **Failures.** A failed connect fails a waiting borrower with its `McpConnectError` (the `Pool` hands each
  *   failure to one waiter and wakes the rest, who try again), so callers hear about a broken server at once
  *   instead of at their timeout.
@@ -200,7 +205,8 @@ export type PoolSettings = typeof PoolSettings.Type
  *
  * | field                   | default | meaning                                                           |
  * | ----------------------- | ------- | ----------------------------------------------------------------- |
- * | `maxConcurrentConnects` | 4       | sessions being connected at once, across all servers              |
+ * | `maxConcurrentConnects` | 4       | sessions starting to connect at once, across all servers          |
+ * | `connectSlotHold`       | 1 s     | the longest a connect keeps its slot (a hung server must not starve the others) |
  * | `housekeepingInterval`  | 1 s     | how often lifetime, idle timeout, health and leaks are checked     |
  *
  * @since 0.1.0
@@ -209,6 +215,7 @@ export type PoolSettings = typeof PoolSettings.Type
 export const ConnectionPoolConfig = Schema.Struct({
   ...PoolSettings.fields,
   maxConcurrentConnects: ConfigSchema.IntAtLeast(1, 4),
+  connectSlotHold: ConfigSchema.Millis(1_000),
   housekeepingInterval: ConfigSchema.Millis(1_000)
 })
 
@@ -225,7 +232,8 @@ const DURATION_KEYS = [
   "pingAfterIdle",
   "pingTimeout",
   "leakDetectionThreshold",
-  "housekeepingInterval"
+  "housekeepingInterval",
+  "connectSlotHold"
 ] as const
 
 type DurationKey = (typeof DURATION_KEYS)[number]
@@ -573,6 +581,7 @@ interface PoolState {
   readonly clock: Clock.Clock
   readonly run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
   readonly connectPermits: Semaphore.Semaphore
+  readonly connectSlotHoldMs: number
   readonly servers: Map<string, ServerState>
   closed: boolean
 }
@@ -700,6 +709,26 @@ const retire = (p: PoolState, s: ServerState, session: Session, reason: DestroyR
   if (reason === "broken") startClose(p, s, session)
 }
 
+/**
+ * Runs a connect holding one of the pool-wide `maxConcurrentConnects` slots until it ends or for
+ * `connectSlotHold`, whichever comes first (see "Start-up stampede" in the module doc).
+ */
+const withConnectSlot = <A, E, R>(p: PoolState, connect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.andThen(restore(p.connectPermits.take(1)), () => {
+      let held = true
+      const release = Effect.suspend(() => {
+        if (!held) return Effect.void
+        held = false
+        return p.connectPermits.release(1)
+      })
+      return Effect.flatMap(
+        Effect.forkDetach(Effect.andThen(Effect.sleep(p.connectSlotHoldMs), release)),
+        (timer) => Effect.ensuring(restore(connect), Effect.andThen(Fiber.interrupt(timer), release))
+      )
+    })
+  )
+
 /** The Effect `Pool`'s `acquire`: a permit of the server, a connect slot, the connection, the hooks. */
 const openSession = (p: PoolState, s: ServerState, g: Generation): Effect.Effect<Session, McpConnectFailure, Scope.Scope> =>
   Effect.uninterruptibleMask((restore) =>
@@ -716,7 +745,8 @@ const openSession = (p: PoolState, s: ServerState, g: Generation): Effect.Effect
       s.starting++
       const fiber = yield* Effect.fiber
       s.connecting.add(fiber)
-      const exit = yield* Effect.exit(restore(p.connectPermits.withPermits(1)(
+      const exit = yield* Effect.exit(restore(withConnectSlot(
+        p,
         Scope.provide(p.connect(s.name, g.config, p.hooks.connectOptions(s.name)), scope)
       )))
       s.starting--
@@ -1260,6 +1290,7 @@ export const make = (
       clock: yield* Clock.Clock,
       run: Effect.runForkWith(context),
       connectPermits: Semaphore.makeUnsafe(config.maxConcurrentConnects),
+      connectSlotHoldMs: Duration.toMillis(config.connectSlotHold),
       servers: new Map(),
       closed: false
     }
