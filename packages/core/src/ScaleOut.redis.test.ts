@@ -212,6 +212,14 @@ describe("rate limits", () => {
       expect(r.retryAfterMs).toBeLessThanOrEqual(60_000)
     }
     expect(((await stats(A)).calls.add ?? 0) - before).toBe(6)
+    // Every decision counted, by the store that made it (Redis here).
+    let allowed = 0
+    let rejected = 0
+    for (const r of [A, B]) {
+      allowed += (await r.request("metric", { name: "rateLimitDecisions", attributes: { server: "limited", decision: "allowed", store: "redis" } })).value.count
+      rejected += (await r.request("metric", { name: "rateLimitDecisions", attributes: { server: "limited", decision: "rejected", store: "redis" } })).value.count
+    }
+    expect([allowed, rejected]).toEqual([6, 4])
   }, 30_000)
 
   it("onExceeded wait: a call waits for the next window when its deadline allows it, else fails at once", async () => {

@@ -13,7 +13,7 @@ import { createInterface } from "node:readline"
 import { CircuitBreakerRegistry } from "../src/CircuitBreaker.ts"
 import { McpClientManager } from "../src/McpClientManager.ts"
 import * as ScaleOut from "../src/ScaleOut.ts"
-import { ServerLimits } from "../src/ServerLimits.ts"
+import { rateLimitDecisions, ServerLimits } from "../src/ServerLimits.ts"
 import { propagationDelay } from "../src/SharedBreakers.ts"
 import { SharedRedis, sharedStateErrors } from "../src/SharedRedis.ts"
 import { invalidations } from "../src/SharedToolCache.ts"
@@ -79,6 +79,8 @@ const program = Effect.gen(function*() {
         const attrs = (c.attributes ?? {}) as Record<string, string>
         const metric = c.name === "sharedErrors"
           ? sharedStateErrors
+          : c.name === "rateLimitDecisions"
+          ? rateLimitDecisions
           : c.name === "invalidations"
           ? invalidations
           : propagationDelay
