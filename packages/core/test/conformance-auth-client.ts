@@ -1,17 +1,19 @@
 /**
- * Keel's client for the conformance suite's auth scenarios (`auth/*`): a thin program over `McpClient` and
- * `McpAuth`. Each scenario becomes an `auth` config, exactly as a user would write it; the interactive flow
- * is the Effect one: a call fails with `AuthorizationRequiredError`, the "user" (here a fetch that follows
- * the authorization URL, whose mock server approves at once) comes back with the callback, `finishAuth`
- * redeems it, and the call is made again on the same session. At most three authorizations (the suite's
+ * Keel's client for the conformance suite's auth scenarios (`auth/*`): a thin program over
+ * `McpClientManager`. Each scenario becomes a server entry with an `auth` section, exactly as a user would
+ * write it in `mcpServers`; the interactive flow is the Effect one: a call fails with
+ * `AuthorizationRequiredError`, the "user" (here a fetch that follows the authorization URL, whose mock
+ * server approves at once) comes back with the callback, `manager.finishAuth` redeems it, and the call is
+ * made again. At most three authorizations (the suite's
  * `scope-retry-limit` fails a client that tries more).
  *
  * `node conformance-auth-client.ts <server-url>`, with `MCP_CONFORMANCE_SCENARIO` and, for scenarios with
  * credentials, `MCP_CONFORMANCE_CONTEXT` set by the suite.
  */
-import { Effect, Schema } from "effect"
-import { AuthConfig, AuthorizationRequiredError, McpAuth as McpAuthService, type McpAuthError } from "../src/McpAuth.ts"
-import { McpClient } from "../src/McpClient.ts"
+import { Effect } from "effect"
+import type { UnknownServerError } from "../src/ManagerErrors.ts"
+import { AuthorizationRequiredError, type McpAuthError } from "../src/McpAuth.ts"
+import { McpClientManager } from "../src/McpClientManager.ts"
 
 const url = process.argv.at(-1)!
 const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? ""
@@ -60,22 +62,22 @@ const browser = (authorizationUrl: string) =>
   })
 
 const program = Effect.gen(function*() {
-  const auth = yield* Schema.decodeUnknownEffect(AuthConfig)(authSection())
-  const registry = yield* McpAuthService
-  const state = registry.forServer(server, url, auth)
+  const mcp = yield* McpClientManager
   let authorizations = 0
   /** Runs `effect`; when a user must authorise, authorises (at most 3 times in all) and runs it again. */
-  const authorized = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Error | McpAuthError, R> =>
-    Effect.catch(effect, (e): Effect.Effect<A, E | Error | McpAuthError, R> => {
+  const authorized = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Error | McpAuthError | UnknownServerError, R> =>
+    Effect.catch(effect, (e): Effect.Effect<A, E | Error | McpAuthError | UnknownServerError, R> => {
       if (!(e instanceof AuthorizationRequiredError)) return Effect.fail(e)
       if (++authorizations > 3) return Effect.fail(new Error("still unauthorized after 3 authorizations"))
       return Effect.flatMap(browser(e.authorizationUrl), (callback) =>
-        Effect.andThen(registry.finishAuth(server, callback), authorized(effect)))
+        Effect.andThen(mcp.finishAuth(server, callback), authorized(effect)))
     })
-  const client = yield* authorized(McpClient.connect(server, { type: "http", url }, { auth: state }))
-  const { tools } = yield* authorized(client.listTools())
-  if (tools.some((t) => t.name === "test-tool")) yield* authorized(client.callTool("test-tool", {}))
-})
+  const tools = yield* authorized(mcp.listTools(server))
+  if (tools.some((t) => t.name === "test-tool")) yield* authorized(mcp.callTool(server, "test-tool", {}))
+}).pipe(
+  // The scenario's server as a user writes it in `mcpServers`: a URL and an `auth` section.
+  Effect.provide(McpClientManager.layerConfig({ mcpServers: { [server]: { url, auth: authSection() } } }))
+)
 
 Effect.runPromise(Effect.scoped(program)).then(
   () => process.exit(0),
