@@ -56,7 +56,7 @@ import type {
   Tool
 } from "@modelcontextprotocol/client"
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
-import { Context, Deferred, Duration, Effect, Exit, Layer, PubSub, Redacted, Result, Schema, type Scope, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, PubSub, Redacted, Result, Schema, type Scope, Stream, Tracer } from "effect"
 import { type SessionAuth, sessionAuthFor } from "./McpAuth.ts"
 import {
   McpClosedError,
@@ -747,10 +747,11 @@ const make = (
             }, meta),
           catch: mapError
         })
-      // Tracing off (the default): one context read, no span.
+      // No tracer installed and tracing not forced (the default): two context reads, no span.
       return Effect.withFiber((fiber) => {
         if (closedReason !== undefined) return Effect.fail(mapError(closedError(method)))
-        if (!fiber.getRef(McpTracing.Enabled)) return send(undefined)
+        const tracing = fiber.getRef(McpTracing.Enabled)
+        if (tracing === false || (tracing === "auto" && fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer)) return send(undefined)
         return tracedRequest(method, target, fiber.context, send)
       })
     }

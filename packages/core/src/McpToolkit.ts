@@ -124,12 +124,32 @@ interface Built {
  * a built toolkit is reused while every list is the same object (a cache hit), so a model turn with no
  * tool change costs one cache lookup per server.
  *
+ * It never fails, as `LanguageModel` asks of a toolkit: a server whose tool list cannot be had this turn
+ * (breaker open, server down, unknown) is left out of this turn with a warning, and the model works with
+ * the others; a `naming` function that gives an invalid or duplicate name is a defect
+ * ({@link ToolNameError}). {@link toolkitStrict} fails instead.
+ *
  * @since 0.3.0
  * @category constructors
  */
-export const toolkit = (
+export const toolkit = (manager: Manager, options: ToolkitOptions = {}): Effect.Effect<KeelToolkit> =>
+  build(manager, options, true).pipe(Effect.catchTag("ToolNameError", Effect.die)) as Effect.Effect<KeelToolkit>
+
+/**
+ * As {@link toolkit}, but a server whose tool list fails fails the whole toolkit.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const toolkitStrict = (
   manager: Manager,
   options: ToolkitOptions = {}
+): Effect.Effect<KeelToolkit, ListToolsError | UnknownServerError | ToolNameError> => build(manager, options, false)
+
+const build = (
+  manager: Manager,
+  options: ToolkitOptions,
+  lenient: boolean
 ): Effect.Effect<KeelToolkit, ListToolsError | UnknownServerError | ToolNameError> => {
   let last: Built | undefined
   const naming = options.naming ?? toolName
@@ -137,7 +157,19 @@ export const toolkit = (
   return Effect.gen(function*() {
     const servers = options.servers ?? (yield* manager.servers)
     const lists: Array<ReadonlyArray<McpTool>> = []
-    for (const server of servers) lists.push(yield* manager.listTools(server, listOptions))
+    for (const server of servers) {
+      const list = manager.listTools(server, listOptions)
+      lists.push(
+        lenient
+          ? yield* list.pipe(Effect.catch((e) =>
+            Effect.as(
+              Effect.logWarning(`toolkit: the tools of "${displayName(server)}" are left out of this turn: ${e.message}`),
+              [] as ReadonlyArray<McpTool>
+            )
+          ))
+          : yield* list
+      )
+    }
     if (last !== undefined && last.lists.length === lists.length && last.lists.every((l, i) => l === lists[i])) {
       return last.toolkit
     }

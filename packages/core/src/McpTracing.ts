@@ -1,9 +1,10 @@
 /**
  * `McpTracing`: an OpenTelemetry client span per MCP request, and W3C trace context carried to the server.
  *
- * Off by default, so the hot path creates no span. Turn it on with {@link McpTracing.layer} (or
- * `Effect.provideService(McpTracing.Enabled, true)`) next to a tracer: Effect's own, or OpenTelemetry's
- * through `@effect/opentelemetry` (`OtelTracer.layer` / `NodeSdk.layer`), which exports the spans.
+ * `auto` by default: on when a tracing backend is installed (the current `Tracer` is not Effect's
+ * `nativeTracer`, e.g. OpenTelemetry's through `@effect/opentelemetry`'s `OtelTracer.layer` /
+ * `NodeSdk.layer`), off otherwise, so a program without a backend creates no span per call. Force it with
+ * {@link McpTracing.layer} (`Enabled` true) or off with `Effect.provideService(McpTracing.Enabled, false)`.
  *
  * With tracing on, every request a session sends (`tools/call`, `tools/list`, `resources/read`,
  * `prompts/get`, `completion/complete`, ... over stdio, Streamable HTTP and legacy SSE) gets:
@@ -25,12 +26,13 @@ import { Context, Layer } from "effect"
 import type * as Tracer from "effect/Tracer"
 
 /**
- * Whether Keel opens a span per MCP request and propagates trace context. Default `false`.
+ * Whether Keel opens a span per MCP request and propagates trace context: `true`, `false`, or `auto`
+ * (the default: when the current `Tracer` is not Effect's `nativeTracer`, i.e. a backend is installed).
  *
  * @since 0.3.0
  * @category references
  */
-export const Enabled = Context.Reference<boolean>("@keel/core/McpTracing/Enabled", { defaultValue: () => false })
+export const Enabled = Context.Reference<boolean | "auto">("@keel/core/McpTracing/Enabled", { defaultValue: () => "auto" })
 
 /**
  * A W3C `tracestate` to send with every request (vendor data), or `undefined`.
