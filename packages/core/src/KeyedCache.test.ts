@@ -432,4 +432,203 @@ describe("KeyedCache", () => {
       )
     })
   }
+
+  // ---------------------------------------------------------------------------
+  // Pins found by mutation testing (`npm run mutation`, MUTATION.md)
+  // ---------------------------------------------------------------------------
+  describe("mutation pins", () => {
+    it("metric names, help texts and histogram buckets are the public Prometheus surface", () => {
+      const m = KeyedCache.metrics
+      expect([m.requests.id, m.loads.id, m.evictions.id, m.entries.id, m.hitRatio.id, m.fetchDuration.id]).toEqual([
+        "keel_cache_requests",
+        "keel_cache_loads",
+        "keel_cache_evictions",
+        "keel_cache_entries",
+        "keel_cache_hit_ratio",
+        "keel_cache_fetch_duration_seconds"
+      ])
+      expect(m.requests.description).toBe("Cache lookups by result (hit, miss, stale)")
+      expect(m.loads.description).toBe("Cache lookups (fetches) by result (success, failure)")
+      expect(m.evictions.description).toBe("Entries removed from a cache, by reason (capacity, expired, invalidated)")
+      expect(m.entries.description).toBe("Entries held by a cache")
+      expect(m.hitRatio.description).toBe("Hits (fresh and stale) over requests since the cache was made")
+      expect(m.fetchDuration.description).toBe("Duration of cache lookups (fetches), successful or not")
+    })
+
+    it.effect("every counter series (stale, each eviction reason, per-key groups), the hit ratio and fetch durations", () =>
+      Effect.gen(function*() {
+        const cache = yield* KeyedCache.make<string, string>({
+          name: "kc-pins",
+          capacity: 2,
+          timeToLive: "1 minute",
+          staleWhileRevalidate: "1 minute",
+          keyAttributes: (key) => ({ group: key.slice(0, 1) })
+        })
+        const attrs = { cache: "kc-pins" }
+        yield* cache.get("a1", Effect.as(Effect.sleep(250), "v")).pipe(Effect.forkChild, Effect.andThen(TestClock.adjust(250)))
+        yield* Effect.yieldNow
+        yield* TestClock.adjust("90 seconds") // a1 stale
+        expect(yield* cache.get("a1", Effect.never)).toBe("v") // stale hit; refresh never completes
+        expect(yield* cache.get("a1", Effect.die("a refresh is already running"))).toBe("v")
+        expect(yield* cache.get("b1", Effect.succeed("w"))).toBe("w") // miss, group b
+        expect(yield* cache.get("b1", Effect.die("hit"))).toBe("w")
+        // With keyAttributes every request counts in its key's group only.
+        expect(yield* counterValue("keel_cache_requests", { ...attrs, result: "stale" })).toBe(0)
+        expect(yield* counterValue("keel_cache_requests", { ...attrs, group: "a", result: "stale" })).toBe(2)
+        expect(yield* counterValue("keel_cache_requests", { ...attrs, group: "a", result: "miss" })).toBe(1)
+        expect(yield* counterValue("keel_cache_requests", { ...attrs, group: "b", result: "miss" })).toBe(1)
+        expect(yield* counterValue("keel_cache_requests", { ...attrs, group: "b", result: "hit" })).toBe(1)
+        expect(yield* counterValue("keel_cache_loads", { ...attrs, group: "a", result: "success" })).toBe(1)
+        // 2 stale + 1 hit over 2 misses + 3 = 3/5
+        expect(yield* gaugeValue("keel_cache_hit_ratio", attrs)).toBeCloseTo(3 / 5)
+        const stats = yield* cache.stats
+        expect(stats).toMatchObject({ hits: 1, staleHits: 2, misses: 2, requests: 5 })
+        expect(stats.hitRate).toBeCloseTo(3 / 5)
+        expect(stats.missRate).toBeCloseTo(2 / 5)
+        // The a1 load took 250 ms: one observation in the (0.1, 0.25] bucket of group a.
+        const hist = yield* Metric.value(Metric.withAttributes(KeyedCache.metrics.fetchDuration, { ...attrs, group: "a" }))
+        expect(hist.count).toBe(1)
+        expect(hist.sum).toBeCloseTo(0.25)
+        expect(hist.buckets.map(([b]) => b)).toEqual([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+        // Evictions by reason.
+        yield* cache.set("c1", "x") // full (a1 stale-servable, b1 fresh): the LRU victim a1 is live → capacity
+        expect(yield* counterValue("keel_cache_evictions", { ...attrs, reason: "capacity" })).toBe(1)
+        yield* cache.invalidate("b1")
+        expect(yield* counterValue("keel_cache_evictions", { ...attrs, reason: "invalidated" })).toBe(1)
+        yield* TestClock.adjust("3 minutes")
+        expect(yield* cache.sweep).toBe(1)
+        expect(yield* cache.sweep).toBe(0)
+        expect(yield* counterValue("keel_cache_evictions", { ...attrs, reason: "expired" })).toBe(1)
+        expect(yield* gaugeValue("keel_cache_entries", attrs)).toBe(0)
+      }))
+
+    it.effect("hit ratio and rates are 0 before any request; closing the scope unregisters the series", () =>
+      Effect.gen(function*() {
+        const attrs = { cache: "kc-pins-scope" }
+        yield* Effect.scoped(Effect.gen(function*() {
+          const cache = yield* KeyedCache.make<string, number>({ name: "kc-pins-scope" })
+          expect(yield* gaugeValue("keel_cache_hit_ratio", attrs)).toBe(0)
+          const s = yield* cache.stats
+          expect([s.hitRate, s.missRate]).toEqual([0, 0])
+          yield* cache.set("k", 1)
+          expect(yield* cache.get("k", Effect.die("hit"))).toBe(1)
+          expect(yield* counterValue("keel_cache_requests", { ...attrs, result: "hit" })).toBe(1)
+        }))
+        // Unregistered: the series no longer reads the (gone) cache's counters.
+        expect(yield* counterValue("keel_cache_requests", { ...attrs, result: "hit" })).toBe(0)
+        expect(yield* gaugeValue("keel_cache_entries", attrs)).toBe(0)
+      }))
+
+    it.effect("getOption, has and peek at the expiry boundary; getOption drops only unservable entries", () =>
+      Effect.gen(function*() {
+        const cache = yield* KeyedCache.make<string, number>({
+          name: "kc-pins-option",
+          timeToLive: 1_000,
+          staleWhileRevalidate: 1_000
+        })
+        yield* cache.set("k", 1)
+        yield* TestClock.adjust(999)
+        expect(yield* cache.has("k")).toBe(true)
+        expect(yield* cache.peek("k")).toEqual(Option.some(1))
+        yield* TestClock.adjust(1) // now == expiresAt: not fresh
+        expect(yield* cache.has("k")).toBe(false)
+        expect(yield* cache.peek("k")).toEqual(Option.none())
+        expect(yield* cache.getOption("k")).toEqual(Option.none()) // stale: not served, but still held
+        expect(yield* cache.size).toBe(1)
+        yield* TestClock.adjust(1_000) // past the stale window
+        expect(yield* cache.getOption("k")).toEqual(Option.none())
+        expect(yield* cache.size).toBe(0)
+        expect((yield* cache.stats).evictions.expired).toBe(1)
+        expect(yield* counterValue("keel_cache_requests", { cache: "kc-pins-option", result: "miss" })).toBe(2)
+        yield* cache.set("j", 2)
+        expect(yield* cache.getOption("j")).toEqual(Option.some(2))
+        expect(yield* counterValue("keel_cache_requests", { cache: "kc-pins-option", result: "hit" })).toBe(1)
+      }))
+
+    it.effect("reads touch the policy (lru): a stale hit and a getOption hit both move the key back", () =>
+      Effect.gen(function*() {
+        const cache = yield* KeyedCache.make<string, number>({
+          name: "kc-pins-touch",
+          capacity: 2,
+          timeToLive: 1_000,
+          staleWhileRevalidate: 10_000
+        })
+        yield* cache.set("a", 1)
+        yield* cache.set("b", 2)
+        expect(yield* cache.getOption("a")).toEqual(Option.some(1)) // a is now the most recent
+        yield* cache.set("c", 3) // evicts b
+        expect([...(yield* cache.keys)].sort()).toEqual(["a", "c"])
+        yield* TestClock.adjust(2_000) // a and c stale
+        expect(yield* cache.get("a", Effect.never)).toBe(1) // stale hit touches a
+        yield* cache.set("d", 4) // evicts c
+        expect([...(yield* cache.keys)].sort()).toEqual(["a", "d"])
+        // Even with a refresh running (never completes), the stale hit still touches a.
+        expect(yield* cache.get("a", Effect.die("refresh already running"))).toBe(1)
+        yield* cache.set("e", 5) // d was set later than a's last touch? a touched last: d goes
+        expect([...(yield* cache.keys)].sort()).toEqual(["a", "e"])
+      }))
+
+    it.effect("an entry that is unservable at once is not stored; a custom policy without a usable victim never overfills", () =>
+      Effect.gen(function*() {
+        const zero = yield* KeyedCache.make<string, number>({ name: "kc-pins-zero", timeToLive: 0 })
+        yield* zero.set("k", 1)
+        expect(yield* zero.size).toBe(0)
+        const noVictim = <K>(): EvictionPolicy.EvictionPolicy<K> => ({
+          name: "none",
+          onInsert: () => {},
+          onAccess: () => {},
+          onUpdate: () => {},
+          onRemove: () => {},
+          victim: () => undefined,
+          clear: () => {}
+        })
+        const stranger = <K>(): EvictionPolicy.EvictionPolicy<K> => ({ ...noVictim<K>(), victim: () => "not-held" as K })
+        for (const policy of [noVictim, stranger]) {
+          const cache = yield* KeyedCache.make<string, number>({ name: `kc-pins-${policy.name}`, capacity: 1, policy })
+          yield* cache.set("a", 1)
+          yield* cache.set("b", 2)
+          expect(yield* cache.keys).toEqual(["a"])
+        }
+      }))
+
+    it.effect("an invalidated in-flight load is detached: a new get starts its own load; invalidateWhere only matching keys", () =>
+      Effect.gen(function*() {
+        const cache = yield* KeyedCache.make<string, string>({ name: "kc-pins-detach" })
+        const gate = yield* Deferred.make<void>()
+        const first = yield* Effect.forkChild(cache.get("a", Effect.as(Deferred.await(gate), "old")))
+        const other = yield* Effect.forkChild(cache.get("b", Effect.as(Deferred.await(gate), "kept")))
+        yield* Effect.yieldNow
+        yield* cache.invalidateWhere((k) => k === "a")
+        expect(yield* cache.get("a", Effect.succeed("new"))).toBe("new") // not joined to the detached load
+        yield* Deferred.succeed(gate, undefined)
+        expect(yield* Fiber.join(first)).toBe("old")
+        expect(yield* Fiber.join(other)).toBe("kept")
+        expect(yield* cache.peek("a")).toEqual(Option.some("new")) // the detached result did not overwrite it
+        expect(yield* cache.peek("b")).toEqual(Option.some("kept")) // b's load was not detached
+      }))
+
+    it.effect("fromConfig passes the extras (policy, per-value TTL, storeAs, key attributes) through", () =>
+      Effect.gen(function*() {
+        const config = Schema.decodeUnknownSync(KeyedCache.KeyedCacheConfig)({ capacity: 5, policy: "lfu", timeToLive: 60_000 })
+        const plain = yield* KeyedCache.fromConfig<string, number>("kc-pins-config", config)
+        expect(plain.capacity).toBe(5)
+        expect((plain as unknown as { toJSON(): unknown }).toJSON()).toMatchObject({ policy: "lfu", capacity: 5 })
+        let stored: Array<string> = []
+        const cache = yield* KeyedCache.fromConfig<string, number>("kc-pins-config-extra", config, {
+          policy: EvictionPolicy.fifo,
+          timeToLive: (value) => value,
+          storeAs: (_v, key) => `stored:${key}`,
+          keyAttributes: (key) => {
+            stored = [...stored, key]
+            return { k: key.slice(0, 1) }
+          }
+        })
+        expect((cache as unknown as { toJSON(): unknown }).toJSON()).toMatchObject({ policy: "fifo" })
+        expect(yield* cache.get("x", Effect.succeed(1_000))).toBe(1_000)
+        expect(yield* cache.keys).toEqual(["stored:x"])
+        expect(stored).toContain("x")
+        yield* TestClock.adjust(1_000) // the value is its own TTL
+        expect(yield* cache.has("stored:x")).toBe(false)
+      }))
+  })
 })
