@@ -171,6 +171,39 @@ describe("EvictionPolicy", () => {
     expect(q.victim()).toBeUndefined()
   })
 
+  it("lfu: keys folded by a halving pass move to the kept bucket (their next touch and removal stay consistent)", () => {
+    const p = EvictionPolicy.lfu<string>({ ageFactor: 2 })
+    p.onInsert("x") // ops 1
+    p.onInsert("y") // ops 2
+    p.onAccess("y") // ops 3, y: 2
+    p.onAccess("y") // ops 4 = 2 × 2, y: 3, then halving: x 1, y 1 (folded after x)
+    expect(p.victim()).toBe("x")
+    p.onAccess("y") // y: 2
+    expect(p.victim()).toBe("x")
+    p.onRemove("x")
+    expect(p.victim()).toBe("y")
+    p.onRemove("y")
+    expect(p.victim()).toBeUndefined()
+  })
+
+  it("defensive hooks: touching or removing an unknown key is a no-op; inserting a held key is a touch", () => {
+    for (const make of [EvictionPolicy.lru, EvictionPolicy.fifo, () => EvictionPolicy.lfu<string>({ ageFactor: Infinity })]) {
+      const p = make()
+      p.onRemove("ghost")
+      p.onAccess("ghost")
+      p.onUpdate("ghost")
+      expect(p.victim()).toBeUndefined()
+      p.onInsert("a")
+      p.onInsert("b")
+      p.onInsert("a") // held: not a second node
+      p.onRemove("ghost")
+      expect(p.victim()).toBe("b") // a re-insert of a held key counts as a touch, fifo included
+      p.onRemove("a")
+      p.onRemove("b")
+      expect(p.victim()).toBeUndefined()
+    }
+  })
+
   it("clear() forgets every key, and the policy works again afterwards", () => {
     for (const make of [EvictionPolicy.lru, EvictionPolicy.fifo, () => EvictionPolicy.lfu<string>({ ageFactor: 2 })]) {
       const p = make()
