@@ -86,6 +86,7 @@ for (const [label, config] of configs) {
             const seen = yield* Fiber.join(changed).pipe(Effect.timeout("5 seconds"))
             assert.strictEqual(seen._tag === "Some" ? seen.value : undefined, kind)
           }
+          yield* Effect.sleep(100) // the cache's own watcher of the same notifications
           assert.include((yield* McpSurface.listResources(demo)).map((r) => r.uri), "demo://extra/notes")
           assert.include((yield* McpSurface.listPrompts(demo)).map((p) => p.name), "explain")
           const explained = yield* McpSurface.getPrompt(demo, "explain", { topic: "pools" })
@@ -132,4 +133,62 @@ describe("McpSurface against server-everything (npm)", () => {
     }).pipe(Effect.provide(McpClientManager.layerConfig({
       mcpServers: { everything: { command: process.execPath, args: [everything, "stdio"] } }
     }))), 40_000)
+})
+
+describe("McpSurface list caching", () => {
+  const requests = (m: McpClientManager["Service"]) =>
+    Effect.map(m.callTool("demo", "stats"), (r) => (JSON.parse((r.content[0] as { text: string }).text) as { requests: Record<string, number> }).requests)
+
+  it.live("each list is cached under its own key, dropped by its own list_changed, and never cached stale", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const demo = yield* McpSurface.accessOf(m, "demo", 10_000)
+      for (let i = 0; i < 3; i++) {
+        yield* McpSurface.listPrompts(demo)
+        yield* McpSurface.listResources(demo)
+        yield* McpSurface.listResourceTemplates(demo)
+        yield* McpSurface.getPrompt(demo, "greet", { name: "Ada" }) // checks arguments against the cached list
+      }
+      let n = yield* requests(m)
+      assert.strictEqual(n["prompts/list"], 1)
+      assert.strictEqual(n["resources/list"], 1)
+      assert.strictEqual(n["resources/templates/list"], 1)
+      assert.strictEqual(n["prompts/get"], 3)
+
+      // A tools/list_changed drops none of them.
+      yield* m.callTool("demo", "set_tools", { add: ["weather"] })
+      yield* Effect.sleep(200)
+      yield* McpSurface.listPrompts(demo)
+      yield* McpSurface.listResources(demo)
+      n = yield* requests(m)
+      assert.strictEqual(n["prompts/list"], 1)
+      assert.strictEqual(n["resources/list"], 1)
+
+      // prompts/list_changed drops the prompts only; resources/list_changed the resources and templates.
+      yield* m.callTool("demo", "set_prompts", { add: ["explain"] })
+      yield* Effect.sleep(200)
+      assert.include((yield* McpSurface.listPrompts(demo)).map((p) => p.name), "explain")
+      yield* McpSurface.listResources(demo)
+      n = yield* requests(m)
+      assert.strictEqual(n["prompts/list"], 2)
+      assert.strictEqual(n["resources/list"], 1)
+      yield* m.callTool("demo", "set_resources", { add: ["notes"] })
+      yield* Effect.sleep(200)
+      assert.include((yield* McpSurface.listResources(demo)).map((r) => r.uri), "demo://extra/notes")
+      yield* McpSurface.listResourceTemplates(demo)
+      n = yield* requests(m)
+      assert.strictEqual(n["resources/list"], 2)
+      assert.strictEqual(n["resources/templates/list"], 2)
+
+      // A change while a fetch is in flight: that fetch's (stale) answer is not cached.
+      yield* m.callTool("demo", "set_prompts", { listDelayMs: 600 })
+      yield* Effect.sleep(200) // the list_changed of that call
+      const inFlight = yield* Effect.forkChild(McpSurface.listPrompts(demo))
+      yield* Effect.sleep(200)
+      yield* m.callTool("demo", "set_prompts", { add: ["review"], listDelayMs: 0 })
+      const stale = yield* Fiber.join(inFlight)
+      assert.notInclude(stale.map((p) => p.name), "review") // the snapshot taken before the change
+      yield* Effect.sleep(200)
+      assert.include((yield* McpSurface.listPrompts(demo)).map((p) => p.name), "review")
+    }).pipe(Effect.provide(McpClientManager.layerConfig({ mcpServers: { demo: { type: "stdio", ...demoStdio({ surface: true }) } } }))), 30_000)
 })

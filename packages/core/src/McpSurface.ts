@@ -31,6 +31,7 @@ import type {
 import { Effect, Schema, Stream } from "effect"
 import type * as Cause from "effect/Cause"
 import type * as CircuitBreaker from "./CircuitBreaker.ts"
+import type { ToolCacheShape } from "./ToolCache.ts"
 import type * as ConnectionPool from "./ConnectionPool.ts"
 import { displayName, type UnknownServerError } from "./ManagerErrors.ts"
 import type { CallOptions, McpConnection } from "./McpClient.ts"
@@ -91,11 +92,72 @@ export interface ServerAccess {
   readonly timeoutMs: number
   /** Records a server failure as the server's `lastError`. */
   readonly noteError?: ((cause: Cause.Cause<unknown>) => Effect.Effect<void>) | undefined
+  /**
+   * The manager's `ToolCache`, which also holds the prompt, resource and resource-template lists (see
+   * {@link listKey}); without it every list is fetched live.
+   */
+  readonly cache?: ToolCacheShape | undefined
 }
 
-/** Per-call options: a timeout for this request. */
+/** The lists this module caches, by the `list_changed` notification that invalidates each. */
+export type ListKind = "prompts" | "resources" | "resourceTemplates"
+
+/**
+ * The cache key of a list of `server` in the `ToolCache`'s `KeyedCache`: `"<server> (<kind>)"`, next to
+ * the tool list's own key (the server name), so each list has its own entry, its own `ttlMs` /
+ * `cacheScope` hints, and its own invalidation (`prompts/list_changed` drops the prompts; the resources
+ * and resource templates both go on `resources/list_changed`; a `tools/list_changed` drops none of them).
+ *
+ * @since 0.3.0
+ * @category caching
+ */
+export const listKey = (server: string, kind: ListKind): string => `${server} (${kind})`
+
+/** Sessions whose list changes already invalidate the cache (one watcher per session and cache). */
+const watched = new WeakMap<McpConnection, WeakSet<ToolCacheShape>>()
+
+/**
+ * Invalidates the cached lists of `server` on the session's own `list_changed` notifications, for the
+ * life of the session (the watcher ends when the session's notification stream does). Once per session
+ * and cache: a plain `WeakMap` check on later borrows.
+ */
+const watch = (access: ServerAccess, c: McpConnection): Effect.Effect<void> => {
+  const cache = access.cache
+  if (cache === undefined) return Effect.void
+  let caches = watched.get(c)
+  if (caches?.has(cache) === true) return Effect.void
+  if (caches === undefined) watched.set(c, (caches = new WeakSet()))
+  caches.add(cache)
+  const server = access.server
+  return Effect.asVoid(Effect.forkDetach(
+    Stream.runForEach(c.listChanged, (kind) =>
+      kind === "prompts"
+        ? cache.invalidate(listKey(server, "prompts"))
+        : kind === "resources"
+        ? Effect.andThen(cache.invalidate(listKey(server, "resources")), cache.invalidate(listKey(server, "resourceTemplates")))
+        : Effect.void)
+  ))
+}
+
+/**
+ * A list through the cache (when the access has one): a fresh entry is served; a miss fetches once for
+ * every concurrent caller; a `list_changed` during the fetch detaches it (the `KeyedCache` drops a fetch
+ * whose key was invalidated meanwhile), so a list that changed under a fetch is never cached stale.
+ */
+const cachedList = <A extends object, E, R>(
+  access: ServerAccess,
+  kind: ListKind,
+  fetch: Effect.Effect<A, E, R>,
+  credential: string | undefined
+): Effect.Effect<A, E, R> =>
+  access.cache === undefined
+    ? fetch
+    : access.cache.get(listKey(access.server, kind), fetch as never, credential !== undefined ? { credential } : undefined) as never
+
+/** Per-call options: a timeout for this request; `credential` keeps `private` lists apart (as `ToolCache`). */
 export interface SurfaceOptions {
   readonly timeout?: CallOptions["timeout"]
+  readonly credential?: string | undefined
 }
 
 const callOptions = (access: ServerAccess, options: SurfaceOptions | undefined): CallOptions => ({
@@ -113,7 +175,7 @@ export const run = <A, E extends { readonly _tag: string }>(
   method: string,
   f: (c: McpConnection) => Effect.Effect<A, E>
 ): Effect.Effect<A, E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError> => {
-  const attempt = access.breaker.execute(access.pool.use(access.server, f)) as Effect.Effect<
+  const attempt = access.breaker.execute(access.pool.use(access.server, (c) => Effect.andThen(watch(access, c), f(c)))) as Effect.Effect<
     A,
     E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError
   >
@@ -127,7 +189,10 @@ export const listResources = (
   access: ServerAccess,
   options?: SurfaceOptions
 ): Effect.Effect<ReadonlyArray<Resource>, SurfaceError | ListLimitError> =>
-  Effect.map(run(access, "resources/list", (c) => c.listResources(callOptions(access, options))), (r) => r.resources)
+  Effect.map(
+    cachedList(access, "resources", run(access, "resources/list", (c) => c.listResources(callOptions(access, options))), options?.credential),
+    (r) => r.resources
+  )
 
 /** `resources/templates/list`, every page. @since 0.3.0 @category resources */
 export const listResourceTemplates = (
@@ -135,7 +200,12 @@ export const listResourceTemplates = (
   options?: SurfaceOptions
 ): Effect.Effect<ReadonlyArray<ResourceTemplate>, SurfaceError | ListLimitError> =>
   Effect.map(
-    run(access, "resources/templates/list", (c) => c.listResourceTemplates(callOptions(access, options))),
+    cachedList(
+      access,
+      "resourceTemplates",
+      run(access, "resources/templates/list", (c) => c.listResourceTemplates(callOptions(access, options))),
+      options?.credential
+    ),
     (r) => r.resourceTemplates
   )
 
@@ -164,6 +234,7 @@ export const subscribeResource = (
   Stream.unwrap(
     Effect.gen(function*() {
       const c = yield* access.pool.get(access.server)
+      yield* watch(access, c)
       return yield* access.breaker.execute(c.subscribeResource(uri, callOptions(access, options))).pipe(
         McpMetrics.track({ server: access.server, transport: access.transport, method: "resources/subscribe" })
       )
@@ -175,7 +246,10 @@ export const listPrompts = (
   access: ServerAccess,
   options?: SurfaceOptions
 ): Effect.Effect<ReadonlyArray<Prompt>, SurfaceError | ListLimitError> =>
-  Effect.map(run(access, "prompts/list", (c) => c.listPrompts(callOptions(access, options))), (r) => r.prompts)
+  Effect.map(
+    cachedList(access, "prompts", run(access, "prompts/list", (c) => c.listPrompts(callOptions(access, options))), options?.credential),
+    (r) => r.prompts
+  )
 
 /**
  * Why `args` do not fit `prompt`'s declared arguments, or `undefined` when they do.
@@ -274,6 +348,7 @@ export const accessOf = (
     readonly breaker: (server: string) => Effect.Effect<CircuitBreaker.Breaker, UnknownServerError>
     readonly status: (server: string) => Effect.Effect<{ readonly transport: "stdio" | "http" | "sse" }, UnknownServerError>
     readonly pool: ConnectionPool.ConnectionPoolShape
+    readonly cache?: ToolCacheShape | undefined
   },
   server: string,
   timeoutMs = 30_000
@@ -281,5 +356,12 @@ export const accessOf = (
   Effect.gen(function*() {
     const breaker = yield* manager.breaker(server)
     const status = yield* manager.status(server)
-    return { server, transport: status.transport === "stdio" ? "pipe" : "tcp", breaker, pool: manager.pool, timeoutMs }
+    return {
+      server,
+      transport: status.transport === "stdio" ? "pipe" : "tcp",
+      breaker,
+      pool: manager.pool,
+      timeoutMs,
+      cache: manager.cache
+    }
   })

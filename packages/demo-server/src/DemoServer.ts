@@ -328,7 +328,7 @@ export const createDemoServer = (state: DemoState, perRequest = false): Server =
         return text(JSON.stringify(state.tools().map((t) => t.name)))
       }
       case "stats":
-        return text(JSON.stringify({ ...state.stats, traceparents: state.surface.traceparents }))
+        return text(JSON.stringify({ ...state.stats, traceparents: state.surface.traceparents, requests: state.surface.requests }))
       case "crash":
         process.kill(process.pid, "SIGKILL")
         return await new Promise<never>(() => {})

@@ -34,10 +34,14 @@ export const surfaceTools: ReadonlyArray<Tool> = [
   },
   {
     name: "set_prompts",
-    description: "Adds or removes prompts (each takes a required `topic`) and sends notifications/prompts/list_changed.",
+    description: "Adds or removes prompts (each takes a required `topic`) and sends notifications/prompts/list_changed; `listDelayMs` makes prompts/list answer that long after taking its snapshot.",
     inputSchema: {
       type: "object",
-      properties: { add: { type: "array", items: { type: "string" } }, remove: { type: "array", items: { type: "string" } } },
+      properties: {
+        add: { type: "array", items: { type: "string" } },
+        remove: { type: "array", items: { type: "string" } },
+        listDelayMs: { type: "integer", minimum: 0 }
+      },
       additionalProperties: false
     }
   },
@@ -82,6 +86,10 @@ export class SurfaceState {
   readonly subscriptions = new Map<Server, Set<string>>()
   /** The last trace context received, per method. */
   readonly traceparents: Record<string, string> = {}
+  /** Requests per method (lists, reads, prompts, completions), for cache tests. */
+  readonly requests: Record<string, number> = {}
+  /** `prompts/list` answers this long after taking its snapshot (a list that changes under a fetch). */
+  promptsListDelayMs = 0
   /** Listeners of the stateless 2026-07-28 HTTP entry (which has no long-lived `Server`). */
   readonly listeners = {
     resourcesChanged: new Set<() => void>(),
@@ -136,6 +144,7 @@ export const surfaceCapabilities = {
  */
 export const registerSurface = (server: Server, state: SurfaceState, perRequest: boolean): void => {
   const note = (method: string, meta: unknown) => {
+    state.requests[method] = (state.requests[method] ?? 0) + 1
     const tp = traceOf(meta).traceparent
     if (tp !== undefined) state.traceparents[method] = tp
   }
@@ -183,7 +192,9 @@ export const registerSurface = (server: Server, state: SurfaceState, perRequest:
   }
   server.setRequestHandler("prompts/list", async (request) => {
     note("prompts/list", request.params?._meta)
-    return { prompts: state.prompts() }
+    const snapshot = state.prompts()
+    if (state.promptsListDelayMs > 0) await new Promise((r) => setTimeout(r, state.promptsListDelayMs))
+    return { prompts: snapshot }
   })
   server.setRequestHandler("prompts/get", async (request) => {
     note("prompts/get", request.params._meta)
@@ -244,6 +255,7 @@ export const callSurfaceTool = (
       return text(JSON.stringify(state.resources().map((r) => r.uri)))
     }
     case "set_prompts": {
+      if (typeof args.listDelayMs === "number") state.promptsListDelayMs = args.listDelayMs
       for (const n of strings(args.add)) state.dynamicPrompts.add(n)
       for (const n of strings(args.remove)) state.dynamicPrompts.delete(n)
       for (const server of servers) server.sendPromptListChanged().catch(() => {})
