@@ -20,7 +20,10 @@ import { decodeRedis, type ServerLimitsConfig } from "../packages/core/src/Scale
 import * as ServerLimits from "../packages/core/src/ServerLimits.ts"
 import * as SharedBreakers from "../packages/core/src/SharedBreakers.ts"
 import { SharedRedis } from "../packages/core/src/SharedRedis.ts"
+import * as SharedToolCache from "../packages/core/src/SharedToolCache.ts"
 import { startRedis } from "../packages/core/src/testing/redisServer.ts"
+import { ToolCache } from "../packages/core/src/ToolCache.ts"
+import type { ListToolsResult } from "@modelcontextprotocol/client"
 import { quantile, writeResults } from "./report.ts"
 
 const BATCH = 100
@@ -100,6 +103,26 @@ const main = async () => {
     )
     const limited = (l: ServerLimits.ServerLimitsShape, server: string) => loop(l.run(server, Effect.void))
 
+    // Tool lists: a local hit with the shared tier on (nothing goes to Redis) vs the plain cache, and a
+    // local miss served from the shared tier (one GET) instead of a tools/list.
+    const publicList = { tools: [{ name: "t", inputSchema: { type: "object" } }], cacheScope: "public" } as unknown as ListToolsResult
+    const plainCache = await Effect.runPromise(Scope.provide(ToolCache.make({}), scope))
+    const sharedCache = await Effect.runPromise(Scope.provide(
+      Effect.flatMap(ToolCache.make({}), (inner) => SharedToolCache.wrap(inner, Context.get(shared as Context.Context<SharedRedis>, SharedRedis))),
+      scope
+    ))
+    const fetch = Effect.succeed(publicList)
+    await Effect.runPromise(plainCache.get("s", fetch))
+    await Effect.runPromise(sharedCache.get("s", fetch))
+    const hitPlain = loop(plainCache.get("s", fetch))
+    const hitShared = loop(sharedCache.get("s", fetch))
+    // A second replica's cache whose every lookup is a local miss (invalidated first), served by Redis.
+    const peerCache = await Effect.runPromise(Scope.provide(
+      Effect.flatMap(ToolCache.make({}), (inner) => SharedToolCache.wrap(inner, Context.get(peer as Context.Context<SharedRedis>, SharedRedis))),
+      scope
+    ))
+    const missFromRedis = loop(Effect.andThen(peerCache.invalidate("s"), peerCache.get("s", Effect.die("not from the server"))))
+
     const cases: Array<[string, () => Promise<Result>]> = [
       ["breaker closed, in-process", () => bench("breaker closed, in-process", () => Effect.runPromise(closedLocal))],
       ["breaker closed, sharing on", () => bench("breaker closed, sharing on", () => Effect.runPromise(closedShared))],
@@ -107,7 +130,10 @@ const main = async () => {
       ["rate limit fixed window, in-process", () => bench("rate limit fixed window, in-process", () => Effect.runPromise(limited(limitsLocal, "fw")))],
       ["rate limit fixed window, Redis", () => bench("rate limit fixed window, Redis", () => Effect.runPromise(limited(limitsShared, "fw")))],
       ["rate limit token bucket, in-process", () => bench("rate limit token bucket, in-process", () => Effect.runPromise(limited(limitsLocal, "tb")))],
-      ["rate limit token bucket, Redis", () => bench("rate limit token bucket, Redis", () => Effect.runPromise(limited(limitsShared, "tb")))]
+      ["rate limit token bucket, Redis", () => bench("rate limit token bucket, Redis", () => Effect.runPromise(limited(limitsShared, "tb")))],
+      ["tool list hit, in-process", () => bench("tool list hit, in-process", () => Effect.runPromise(hitPlain))],
+      ["tool list hit, shared tier on", () => bench("tool list hit, shared tier on", () => Effect.runPromise(hitShared))],
+      ["tool list local miss, served by Redis", () => bench("tool list local miss, served by Redis", () => Effect.runPromise(missFromRedis))]
     ]
     const best = new Map<string, Result>()
     for (let round = 0; round < 3; round++) {
@@ -138,7 +164,9 @@ const main = async () => {
     const commandsPerCall = new Map<string, number>([
       ["breaker closed, sharing on", await perCall(closedShared, 0)],
       ["rate limit fixed window, Redis", await perCall(limited(limitsShared, "fw"), 3)],
-      ["rate limit token bucket, Redis", await perCall(limited(limitsShared, "tb"), 4)]
+      ["rate limit token bucket, Redis", await perCall(limited(limitsShared, "tb"), 4)],
+      ["tool list hit, shared tier on", await perCall(hitShared, 0)],
+      ["tool list local miss, served by Redis", await perCall(missFromRedis, 0)]
     ])
 
     // Propagation of an opening: A opens, B follows.
@@ -179,6 +207,7 @@ const main = async () => {
       "",
       `- Breaker with sharing on: ${fmt(get("breaker closed, sharing on").median - get("breaker closed, in-process").median)} µs more than in-process per closed call (median), and ${commandsPerCall.get("breaker closed, sharing on")!.toFixed(3)} Redis round trips per call: only transitions go to Redis. The extra µs is the breaker building a per-call event for its listener (SharedBreakers subscribes to the registry's events, which turns per-call events on); a transitions-only subscription in CircuitBreaker.ts would remove it.`,
       `- Rate limit through Redis: one \`EVALSHA\` per call (${commandsPerCall.get("rate limit fixed window, Redis")!.toFixed(3)} fixed window, ${commandsPerCall.get("rate limit token bucket, Redis")!.toFixed(3)} token bucket), ${fmt(get("rate limit fixed window, Redis").median)} µs vs ${fmt(get("rate limit fixed window, in-process").median)} µs in-process (fixed window).`,
+      `- Tool lists: a local hit costs the same with the shared tier on (${fmt(get("tool list hit, shared tier on").median)} µs vs ${fmt(get("tool list hit, in-process").median)} µs, ${commandsPerCall.get("tool list hit, shared tier on")!.toFixed(3)} round trips); a local miss of a public list is served by Redis in ${fmt(get("tool list local miss, served by Redis").median)} µs (${commandsPerCall.get("tool list local miss, served by Redis")!.toFixed(3)} round trip, a GET) instead of a \`tools/list\` to the server.`,
       `- Breaker opening propagated to another replica (A opens → B ForcedOpen, pub/sub, same machine): median ${quantile(delays, 0.5).toFixed(2)} ms, p99 ${quantile(delays, 0.99).toFixed(2)} ms, max ${Math.max(...delays).toFixed(2)} ms over ${delays.length} openings (target ≤ 100 ms).`
     ]
     console.log(lines.join("\n"))
