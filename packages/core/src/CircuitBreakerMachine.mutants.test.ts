@@ -77,4 +77,75 @@ describe("CircuitBreakerMachine windows (mutation pins)", () => {
     assert.strictEqual(M.complete(st, s1, a.decision, "ignore", 5_000, 5_000)[1].counters.ignored, 1)
     assert.strictEqual(M.complete(st, s1, a.decision, "failure", 5_000, 5_000)[1].counters.ignored, 0)
   })
+
+  it("a success from an earlier generation does not count in the new Closed generation's window", () => {
+    const st = { ...settings("count", 10), minimumCalls: 100 }
+    const s0 = M.initial(st, 0)
+    const [old, s1] = M.acquire(st, s0, 0)
+    const [, opened] = M.manual(st, s1, "Open", 10)
+    const [, closed] = M.manual(st, opened, "Closed", 20)
+    const [, after] = M.complete(st, closed, old.decision, "success", 5, 30)
+    assert.strictEqual(after.window.calls, 0)
+    assert.strictEqual(after.counters.successful, 1) // the lifetime counters still see it
+  })
+
+  it("HalfOpen: the max wait starts at the first probe; later probes do not push it", () => {
+    const st = { ...settings("count", 10), permittedCallsInHalfOpen: 3, successThresholdToClose: 3, halfOpenMaxWaitMillis: 1_000 }
+    const [, half] = M.manual(st, M.initial(st, 0), "HalfOpen", 0)
+    assert.strictEqual(half.deadline, Infinity)
+    const [, p1] = M.acquire(st, half, 100)
+    assert.strictEqual(p1.deadline, 1_100)
+    const [, p2] = M.acquire(st, p1, 600)
+    assert.strictEqual(p2.deadline, 1_100)
+  })
+
+  it("probe outcomes: reasons, the slow-probe limit boundary, slow successes below it are counted", () => {
+    const st = { ...settings("count", 10), permittedCallsInHalfOpen: 3, successThresholdToClose: 3, slowProbeLimit: 2, halfOpenMaxWaitMillis: 100_000 }
+    const [, half] = M.manual(st, M.initial(st, 0), "HalfOpen", 0)
+    const [a, h1] = M.acquire(st, half, 0)
+    const [out1, slow1] = M.complete(st, h1, a.decision, "success", 5_000, 5_000) // slow probe 1 of limit 2
+    assert.strictEqual(slow1.state, "HalfOpen")
+    assert.strictEqual(slow1.slowProbes, 1)
+    assert.deepStrictEqual(out1.transitions, [])
+    const [b, h2] = M.acquire(st, slow1, 5_000)
+    const [out2, open] = M.complete(st, h2, b.decision, "success", 5_000, 10_000) // slow probe 2: opens
+    assert.strictEqual(open.state, "Open")
+    assert.strictEqual(out2.transitions.at(-1)?.reason, "SlowProbes")
+    const [c, h3] = M.acquire(st, half, 0)
+    const [out3] = M.complete(st, h3, c.decision, "failure", 1, 1)
+    assert.strictEqual(out3.transitions.at(-1)?.reason, "ProbeFailed")
+    const [out4, manualOpen] = M.transition(st, half, { _tag: "Manual", to: "Open" }, 7)
+    assert.deepStrictEqual(out4.transitions, [{ from: "HalfOpen", to: "Open", at: 7, reason: "Manual" }])
+    assert.strictEqual(manualOpen.state, "Open")
+  })
+
+  it("closing resets the next opening's wait to waitMillis", () => {
+    const st = { ...settings("count", 10), waitMillis: 1_000 }
+    const [, opened] = M.manual(st, M.initial(st, 0), "Open", 0)
+    const [, longer] = M.setNextWait(opened, opened.openings, 8_000)
+    assert.strictEqual(longer.nextWait, 8_000)
+    const [, closed] = M.manual(st, longer, "Closed", 10)
+    assert.strictEqual(closed.nextWait, 1_000)
+  })
+
+  it("the opening rates: failure rate and slow-call rate each open at their threshold, not below", () => {
+    const st = { ...settings("count", 4), minimumCalls: 4, failureRateThreshold: 0.5, slowCallRateThreshold: 0.75 }
+    const run = (outcomes: ReadonlyArray<readonly ["success" | "failure", number]>) => {
+      let s = M.initial(st, 0)
+      let t = 0
+      const reasons: Array<string> = []
+      for (const [verdict, ms] of outcomes) {
+        const [a, s1] = M.acquire(st, s, t)
+        t += ms
+        const [out, s2] = M.complete(st, s1, a.decision, verdict, ms, t)
+        reasons.push(...out.transitions.map((x) => x.reason))
+        s = s2
+      }
+      return reasons
+    }
+    assert.deepStrictEqual(run([["failure", 1], ["success", 1], ["success", 1], ["success", 1]]), []) // 1/4 < 0.5
+    assert.deepStrictEqual(run([["failure", 1], ["failure", 1], ["success", 1], ["success", 1]]), ["FailureRate"]) // 2/4
+    assert.deepStrictEqual(run([["success", 2_000], ["success", 2_000], ["success", 1], ["success", 1]]), []) // 2/4 slow
+    assert.deepStrictEqual(run([["success", 2_000], ["success", 2_000], ["success", 2_000], ["success", 1]]), ["SlowCallRate"])
+  })
 })
