@@ -553,6 +553,20 @@ export interface Breaker {
   readonly config: CircuitBreakerConfig
   /** Runs `self` if the breaker admits it (seed: `Execute`), recording its outcome; else fails fast. */
   readonly execute: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | CircuitOpenError, R>
+  /**
+   * The hot path's synchronous permit (`McpClientManager.callTool`): when the breaker is closed (or
+   * metrics-only) and nothing is due (no transition, no timer to move), the call's generation, to pass to
+   * {@link recordUnsafe} with the call's start (`Clock` ms) when it ends; else `undefined`, and the call
+   * takes {@link execute}. A closed breaker admits without a state change, so a permit not used needs no
+   * release. Optional: a breaker without it is always run through `execute`.
+   */
+  readonly tryAcquireUnsafe?: (() => number | undefined) | undefined
+  /**
+   * Records the outcome of a call admitted by {@link tryAcquireUnsafe}, as `execute` does: the state,
+   * counters and events synchronously; returns the effect of a resulting transition (or timer change) to
+   * run, or `undefined` when there is none.
+   */
+  readonly recordUnsafe?: ((generation: number, start: number, exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void> | undefined) | undefined
   /** The current state, computed from the clock (an elapsed Open wait reads as HalfOpen). Seed: `State`. */
   readonly state: Effect.Effect<CircuitState>
   /** The full status (state, generation, deadline, openings). */
@@ -833,36 +847,51 @@ const reject = (core: Core, now: number): Effect.Effect<never, CircuitOpenError>
     return Effect.fail(rejection(core, s, now))
   })
 
-/** Records a finished call: one `Ref.modify`, then counters, the event, and any transition. */
-const record = (core: Core, generation: number, start: number, exit: Exit.Exit<unknown, unknown>) => {
+/**
+ * Records a finished call synchronously: one step of the machine on the `Ref`'s value (what `Ref.modify`
+ * does, without an effect), then counters and the event; returns the reaction to run, if any.
+ */
+const recordUnsafe = (
+  core: Core,
+  generation: number,
+  start: number,
+  exit: Exit.Exit<unknown, unknown>
+): Effect.Effect<void> | undefined => {
   const now = core.clock.currentTimeMillisUnsafe()
   const verdict = verdictOf(core, exit)
   if (verdict === "failure" && exit._tag === "Failure") core.lastFailure = Cause.squash(exit.cause)
-  return Effect.flatMap(
-    Ref.modify(core.ref, (s) => Machine.complete(core.settings, s, generation, verdict, now - start, now)),
-    (out) => {
-      ;(verdict === "success" ? core.mSuccess : verdict === "failure" ? core.mFailure : core.mIgnored)
-        .updateUnsafe(1, core.context)
-      if (out.slow) core.mSlow.updateUnsafe(1, core.context)
-      if (hasListeners(core)) {
-        publish(
-          core,
-          exit._tag === "Failure" && verdict !== "success"
-            ? {
-              _tag: "CallRecorded",
-              server: core.server,
-              outcome: verdict,
-              slow: out.slow,
-              durationMs: now - start,
-              at: now,
-              error: Cause.squash(exit.cause)
-            }
-            : { _tag: "CallRecorded", server: core.server, outcome: verdict, slow: out.slow, durationMs: now - start, at: now }
-        )
-      }
-      return reactIfNeeded(core, out)
-    }
-  )
+  const [out, next] = Machine.complete(core.settings, Ref.getUnsafe(core.ref), generation, verdict, now - start, now)
+  core.ref.ref.current = next
+  ;(verdict === "success" ? core.mSuccess : verdict === "failure" ? core.mFailure : core.mIgnored)
+    .updateUnsafe(1, core.context)
+  if (out.slow) core.mSlow.updateUnsafe(1, core.context)
+  if (hasListeners(core)) {
+    publish(
+      core,
+      exit._tag === "Failure" && verdict !== "success"
+        ? {
+          _tag: "CallRecorded",
+          server: core.server,
+          outcome: verdict,
+          slow: out.slow,
+          durationMs: now - start,
+          at: now,
+          error: Cause.squash(exit.cause)
+        }
+        : { _tag: "CallRecorded", server: core.server, outcome: verdict, slow: out.slow, durationMs: now - start, at: now }
+    )
+  }
+  return needsReaction(core, out) ? react(core, out) : undefined
+}
+
+/** Records a finished call: one machine step on the `Ref`, then counters, the event, and any transition. */
+const record = (core: Core, generation: number, start: number, exit: Exit.Exit<unknown, unknown>) =>
+  Effect.suspend(() => recordUnsafe(core, generation, start, exit) ?? Effect.void)
+
+/** The synchronous permit of a closed (or metrics-only) breaker with nothing due; else `undefined`. */
+const tryAcquireUnsafe = (core: Core): number | undefined => {
+  const s = Ref.getUnsafe(core.ref)
+  return (s.state === "Closed" || s.state === "MetricsOnly") && s.deadline === core.timerDeadline ? s.generation : undefined
 }
 
 /** Admission (one `Ref.modify`), then the call with its outcome recorded, or a rejection. */
@@ -924,6 +953,8 @@ const breakerOf = (core: Core): Breaker => {
     server: core.server,
     config: core.config,
     execute: (self) => execute(core, self),
+    tryAcquireUnsafe: () => tryAcquireUnsafe(core),
+    recordUnsafe: (generation, start, exit) => recordUnsafe(core, generation, start, exit),
     state: Effect.map(tick(core), (s) => s.state),
     status: Effect.map(tick(core), statusOf),
     stats: stats(core),

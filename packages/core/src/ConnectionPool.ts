@@ -459,6 +459,15 @@ export interface ConnectionPoolShape {
     f: (connection: McpConnection) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | PoolError, R>
   /**
+   * The hot path's synchronous borrow (`McpClientManager.callTool`): a warm session of `server` lent at
+   * once, without a fiber, a scope or a wait, or `undefined` when that is not possible (no session ready,
+   * borrowers waiting, a session due for its idle ping or past its lifetime, the `Pool` wanting to grow,
+   * the server closed or unknown); then take {@link use}. The caller must call `release()` exactly once,
+   * whatever happens, and run the effect it returns, if any. Optional: a pool without it is always borrowed
+   * through `use`.
+   */
+  readonly tryLeaseUnsafe?: ((server: string) => SyncLease | undefined) | undefined
+  /**
    * Marks a borrowed session as bad: it is not lent again and is closed once its borrowers return it.
    * (Sessions that closed by themselves are detected without this.)
    */
@@ -473,6 +482,21 @@ export interface ConnectionPoolShape {
    * ping is retired (`destroyed.ping`). Returns how many answered and how many were pinged.
    */
   readonly healthCheck: (server: string) => Effect.Effect<{ readonly ok: number; readonly checked: number }, UnknownServerError>
+}
+
+/**
+ * A session lent by {@link ConnectionPoolShape.tryLeaseUnsafe}.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface SyncLease {
+  readonly connection: McpConnection
+  /**
+   * Gives the session back (call it exactly once). Returns `undefined` when that was done synchronously,
+   * or an effect to run (borrowers to wake, a retired session to close) when it was not.
+   */
+  readonly release: () => Effect.Effect<void> | undefined
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1061,6 +1085,82 @@ const get = (p: PoolState, server: string): Effect.Effect<McpConnection, PoolErr
   )
 }
 
+/**
+ * The synchronous borrow (see {@link ConnectionPoolShape.tryLeaseUnsafe}): `pickReady`'s checks, then the
+ * bookkeeping `Pool.use` does on its own warm path (usage, reference count, the available list). It lends
+ * only when `Pool.use` would lend the same item at once without resizing; otherwise `undefined`.
+ */
+const tryLeaseUnsafe = (p: PoolState, server: string): SyncLease | undefined => {
+  const s = p.servers.get(server)
+  if (s === undefined || s.closed) return undefined
+  const g = s.current
+  const state = g.pool.state
+  const config = g.pool.config
+  if (state.isShuttingDown) return undefined
+  if (!config.isFixed) {
+    // `Pool.use` takes its slow path (which grows the pool) when one more borrower raises the target size.
+    const target = Math.min(Math.max(config.minSize, Math.ceil((state.usage + 1) / config.targetUtilization / config.concurrency)), config.maxSize)
+    if (target > state.items.size - state.invalidated.size) return undefined
+  }
+  const item = pickReady(p, g)
+  if (item === undefined) return undefined
+  state.usage++
+  item.refCount++
+  if (item.refCount >= config.concurrency) removeAvailableItem(state, item)
+  s.acquired++
+  return new SyncLeaseImpl(p, s, g, item)
+}
+
+class SyncLeaseImpl implements SyncLease {
+  readonly connection: McpConnection
+  readonly p: PoolState
+  readonly s: ServerState
+  readonly g: Generation
+  readonly item: Item
+  constructor(p: PoolState, s: ServerState, g: Generation, item: Item) {
+    this.p = p
+    this.s = s
+    this.g = g
+    this.item = item
+    this.connection = (item.exit as Exit.Success<Session, McpConnectFailure>).value.connection
+  }
+  release(): Effect.Effect<void> | undefined {
+    const { g, item, p, s } = this
+    const session = (item.exit as Exit.Success<Session, McpConnectFailure>).value
+    const state = g.pool.state
+    if (state.waiters.size !== 0 || state.invalidated.has(item) || state.isShuttingDown) {
+      // Waiters to wake or a retired item to close: the `Pool`'s own release (which needs a fiber).
+      return Effect.andThen(item.release(Exit.void), Effect.sync(() => afterRelease(p, s, session)))
+    }
+    item.refCount--
+    state.usage--
+    if (item.refCount === 0) item.idleSince = now(p)
+    if (item.refCount < g.pool.config.concurrency && !item.isAvailable) {
+      // `Pool`'s addAvailableFront (Keel never `Pool.reserve`s an item, so none is reserved).
+      item.isAvailable = true
+      item.availablePrevious = undefined
+      item.availableNext = state.availableHead
+      if (state.availableHead !== undefined) state.availableHead.availablePrevious = item
+      else state.availableTail = item
+      state.availableHead = item
+    }
+    afterRelease(p, s, session)
+    return undefined
+  }
+}
+
+/** `Pool`'s removeAvailable: takes a saturated item off the available list. */
+const removeAvailableItem = (state: Pool.State<Session, McpConnectFailure>, item: Item): void => {
+  if (!item.isAvailable) return
+  item.isAvailable = false
+  if (item.availablePrevious !== undefined) item.availablePrevious.availableNext = item.availableNext
+  else state.availableHead = item.availableNext
+  if (item.availableNext !== undefined) item.availableNext.availablePrevious = item.availablePrevious
+  else state.availableTail = item.availablePrevious
+  item.availablePrevious = undefined
+  item.availableNext = undefined
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Servers
 // ---------------------------------------------------------------------------------------------------------
@@ -1302,6 +1402,7 @@ export const make = (
       list: Effect.sync(() => Array.from(p.servers.keys())),
       get: (server) => get(p, server),
       use: (server, f) => use(p, server, f),
+      tryLeaseUnsafe: (server) => tryLeaseUnsafe(p, server),
       invalidate: (server, connection) => invalidate(p, server, connection),
       stats: (server) =>
         Effect.suspend(() => {

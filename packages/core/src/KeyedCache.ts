@@ -211,6 +211,12 @@ export interface KeyedCache<in out K, in out A> {
   has(key: K): Effect.Effect<boolean>
   /** The fresh value for `key` if held, without counting a request or touching the policy. */
   peek(key: K): Effect.Effect<Option.Option<A>>
+  /**
+   * The hot path's synchronous read: the fresh value for `key` at `now` (`Clock` ms), counted as a hit
+   * and touching the policy as `get` does, or `undefined` (nothing counted: the caller takes `get`, which
+   * counts the miss, serves stale entries and loads).
+   */
+  getUnsafe(key: K, now: number): A | undefined
   /** Drop `key` (reason `invalidated`) and detach any in-flight lookup for it, so its result is not stored. */
   invalidate(key: K): Effect.Effect<void>
   /** Drop every entry whose key satisfies `predicate` (O(n)). In-flight lookups of matching keys are detached. */
@@ -534,6 +540,15 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
         return load(key, lookup)
       })
 
+    const getUnsafe = (key: K, now: number): A | undefined => {
+      const entry = map.get(key)
+      if (entry === undefined || now >= entry.expiresAt) return undefined
+      hits++
+      entry.group.hits++
+      policy.onAccess(key)
+      return entry.value
+    }
+
     const getOption = (key: K): Effect.Effect<Option.Option<A>> =>
       Effect.withFiber((fiber) => {
         const entry = map.get(key)
@@ -641,6 +656,7 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
       set,
       has,
       peek,
+      getUnsafe,
       invalidate,
       invalidateWhere,
       invalidateAll,

@@ -675,6 +675,50 @@ export const track = (operation: TrackedOperation) => <A, E, R>(self: Effect.Eff
     })
   })
 
+/**
+ * A started operation of the hot path (see {@link startUnsafe}).
+ *
+ * @since 0.3.0
+ * @category recording
+ */
+export interface OperationTimer {
+  readonly recorder: Recorder
+  readonly series: OperationSeries
+  readonly context: Context.Context<never>
+  /** `performance.now()` at the start. */
+  readonly start: number
+}
+
+/**
+ * The synchronous form of {@link track} for hot paths that hold a fiber's context (`Effect.withFiber`):
+ * starts timing an operation (the series is looked up now); {@link finishUnsafe} records it from its exit,
+ * exactly as `track` does.
+ *
+ * @since 0.3.0
+ * @category recording
+ */
+export const startUnsafe = (operation: TrackedOperation, context: Context.Context<never>): OperationTimer => {
+  const recorder = Context.get(context, CurrentRecorder)
+  return { recorder, series: seriesIn(recorder, operation, context), context, start: performance.now() }
+}
+
+/**
+ * Records an operation started with {@link startUnsafe}: its duration, and its outcome from `exit` (see
+ * {@link track}).
+ *
+ * @since 0.3.0
+ * @category recording
+ */
+export const finishUnsafe = (timer: OperationTimer, exit: Exit.Exit<unknown, unknown>): void => {
+  const seconds = (performance.now() - timer.start) / 1000
+  if (Exit.isSuccess(exit)) {
+    recordSeries(timer.recorder, timer.series, seconds, isErrorResult(exit.value) ? TOOL_ERROR : undefined, undefined, timer.context)
+  } else {
+    const { errorType, statusCode } = errorTypeOf(exit.cause)
+    recordSeries(timer.recorder, timer.series, seconds, errorType, statusCode, timer.context)
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Sessions and servers
 // ---------------------------------------------------------------------------------------------------------

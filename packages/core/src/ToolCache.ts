@@ -188,6 +188,12 @@ export interface ToolCacheShape {
   /** The seed's `Get(server)`: the cached list if fresh, never fetches. Counts a hit or a miss. */
   readonly getOption: (server: string, options?: ToolCacheGetOptions) => Effect.Effect<Option.Option<ListToolsResult>>
   /**
+   * The hot path's synchronous read (`McpClientManager.callTool`): the single-tenant (no credential) list
+   * of `server` if fresh at `now` (`Clock` ms), counted as a hit; `undefined` means take `get`. Optional:
+   * a cache without it always takes `get`.
+   */
+  readonly getUnsafe?: ((server: string, now: number) => ListToolsResult | undefined) | undefined
+  /**
    * The seed's `Set(server, tools)`. The result's own hints apply (a `private` one needs a `credential`
    * to be kept apart); `timeToLive` overrides them.
    */
@@ -336,6 +342,7 @@ export const make = (options: ToolCacheOptions = {}): Effect.Effect<ToolCacheSha
       get,
       list: (connection, options) => get(connection.name, Effect.suspend(() => connection.listTools()), options),
       getOption,
+      getUnsafe: (server, now) => cache.getUnsafe(sharedKey(server), now),
       set,
       invalidate,
       invalidateAll: cache.invalidateAll,
