@@ -38,14 +38,24 @@ export * as KeyedCache from "./KeyedCache.ts"
 export * as McpAuth from "./McpAuth.ts"
 /** @since 0.2.0 */
 export * as McpConfigFile from "./McpConfigFile.ts"
+/** @since 0.3.0 */
+export * as McpLists from "./McpLists.ts"
 /** @since 0.1.0 */
 export * as McpMetrics from "./McpMetrics.ts"
+/** @since 0.3.0 */
+export * as McpSurface from "./McpSurface.ts"
+/** @since 0.3.0 */
+export * as McpToolkit from "./McpToolkit.ts"
+/** @since 0.3.0 */
+export * as McpTracing from "./McpTracing.ts"
 /** @since 0.2.0 */
 export * as SessionHooks from "./SessionHooks.ts"
 /** @since 0.1.0 */
 export * as Timeouts from "./Timeouts.ts"
 /** @since 0.1.0 */
 export * as ToolCache from "./ToolCache.ts"
+/** @since 0.3.0 */
+export * as ToolFilter from "./ToolFilter.ts"
 
 // Services
 
