@@ -101,7 +101,7 @@
  */
 import type { CallToolResult, ListToolsResult, Tool } from "@modelcontextprotocol/client"
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/client/validators/ajv"
-import { Cause, Clock, Context, Duration, Effect, Layer, Metric, Redacted, Schedule, Schema, Stream } from "effect"
+import { Cause, Clock, Context, Duration, Effect, type Exit, Layer, Metric, Redacted, Schedule, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
 import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
@@ -391,12 +391,15 @@ const isServerFailure = (error: { _tag?: string; code?: unknown }): boolean => {
 
 /** Records a server failure (not an interruption, not a caller mistake) as its `lastError`, timed by `Clock`. */
 const noteErrorOf = (rt: ServerRuntime, clock: Clock.Clock) => (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
-  Effect.sync(() => {
-    if (Cause.hasInterruptsOnly(cause)) return
-    const error = Cause.squash(cause) as { _tag?: string; message?: string; code?: unknown }
-    if (typeof error === "object" && error !== null && !isServerFailure(error)) return
-    rt.lastError = { tag: error._tag ?? "Defect", message: error.message ?? String(error), at: clock.currentTimeMillisUnsafe() }
-  })
+  Effect.sync(() => noteErrorUnsafe(rt, clock, cause))
+
+/** {@link noteErrorOf}, synchronously (for the fused step's finalizer). */
+const noteErrorUnsafe = (rt: ServerRuntime, clock: Clock.Clock, cause: Cause.Cause<unknown>): void => {
+  if (Cause.hasInterruptsOnly(cause)) return
+  const error = Cause.squash(cause) as { _tag?: string; message?: string; code?: unknown }
+  if (typeof error === "object" && error !== null && !isServerFailure(error)) return
+  rt.lastError = { tag: error._tag ?? "Defect", message: error.message ?? String(error), at: clock.currentTimeMillisUnsafe() }
+}
 
 /** Prefixes an error's path (`pool.maxConnections` → `mcpServers.github.keel.pool.maxConnections`). */
 const underPath = (prefix: string) => (e: McpConfigError): McpConfigError =>
@@ -986,7 +989,7 @@ const callKnownTool = (
   )
 }
 
-/** The hot path: plain combinators, no generator and no span per call. */
+/** The hot path: the fused step when it applies (see {@link fusedCall}), else plain combinators. */
 const callTool = (
   state: ManagerState,
   server: string,
@@ -996,10 +999,129 @@ const callTool = (
 ): Effect.Effect<CallToolResult, CallToolError> => {
   const rt = state.runtimes.get(server)
   if (rt === undefined) return Effect.fail(unknownServer(state, server))
+  if (callOptions === undefined) {
+    const fused = fusedCall(state, rt, toolName, args)
+    if (fused !== undefined) return fused
+  }
   return Effect.flatMap(
     findTool(state, rt, toolName, callOptions?.credential),
     (tool) => callKnownTool(state, rt, tool, args, callOptions)
   )
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The fused step
+// ---------------------------------------------------------------------------------------------------------
+
+/** Whether `args` pass what {@link validate} checks (shape and `inputSchema`), without building an error. */
+const argsValid = (state: ManagerState, tool: Tool, args: Record<string, unknown>): boolean => {
+  if (typeof args !== "object" || args === null || Array.isArray(args)) return false
+  if (unserialisable(args, "", []) !== undefined) return false
+  let check = state.validators.get(tool)
+  if (check === undefined) {
+    check = state.validator.getValidator(tool.inputSchema as never)
+    state.validators.set(tool, check)
+  }
+  return check(args).valid
+}
+
+/**
+ * The common `callTool` in one step: no call options, the tool list cached and fresh (read with
+ * `ToolCache.getUnsafe`, the tool found in the list's name index), valid arguments, and a default timeout
+ * without reset-on-progress. Returns `undefined` otherwise (the general path then produces the error, the
+ * fetch, or the wait). The step is one `Effect.withFiber` that takes the breaker's permit
+ * (`tryAcquireUnsafe`) and a warm session (`ConnectionPool.tryLeaseUnsafe`) as plain calls and starts the
+ * metrics timer; one finalizer gives the session back and records the outcome in the breaker
+ * (`recordUnsafe`), another records `lastError` and the metrics (`McpMetrics.finishUnsafe`). When no permit
+ * or session is to be had at once, the attempt is the general one (`breaker.execute` → `pool.use`, which
+ * wait, ping and resize). A failed attempt goes to the general retry; the recorded duration covers every
+ * attempt, as with `McpMetrics.track` on the general path. Order and semantics are those of
+ * {@link callKnownTool}: metrics → retry → breaker → pool → timeout.
+ */
+const fusedCall = (
+  state: ManagerState,
+  rt: ServerRuntime,
+  toolName: string,
+  args: Record<string, unknown>
+): Effect.Effect<CallToolResult, CallToolError> | undefined => {
+  const getUnsafe = state.cache.getUnsafe
+  const breaker = rt.breaker
+  if (getUnsafe === undefined || state.pool.tryLeaseUnsafe === undefined || breaker.tryAcquireUnsafe === undefined) return undefined
+  const list = getUnsafe(rt.entry.name, state.clock.currentTimeMillisUnsafe())
+  // A list whose length changed takes the general path once, which updates the tool-count gauge.
+  if (list === undefined || rt.toolCount !== list.tools.length) return undefined
+  const tool = toolNamed(list, toolName)
+  if (tool === undefined || !argsValid(state, tool, args)) return undefined
+  const t = resolveTimeout(rt.entry.timeouts, tool.name, undefined)
+  if (t._tag === "InvalidTimeout" || t.resetOnProgress) return undefined
+  return new FusedCall(state, rt, tool, args, t).effect
+}
+
+/** One fused call's state, shared by its step and its finalizers. */
+class FusedCall {
+  readonly state: ManagerState
+  readonly rt: ServerRuntime
+  readonly tool: Tool
+  readonly args: Record<string, unknown>
+  readonly t: ResolvedTimeout
+  b: Budget | undefined = undefined
+  lease: ConnectionPool.SyncLease | undefined = undefined
+  generation = 0
+  /** `Clock` ms when the permit was taken (the breaker's call duration). */
+  start = 0
+  timer: McpMetrics.OperationTimer | undefined = undefined
+  readonly effect: Effect.Effect<CallToolResult, CallToolError>
+
+  constructor(state: ManagerState, rt: ServerRuntime, tool: Tool, args: Record<string, unknown>, t: ResolvedTimeout) {
+    this.state = state
+    this.rt = rt
+    this.tool = tool
+    this.args = args
+    this.t = t
+    // Each finalizer is installed before the step that needs it runs, so an interruption in between
+    // leaves nothing to undo.
+    const attempt = Effect.onExitPrimitive(Effect.withFiber((fiber) => this.step(fiber.context)), (exit) => this.endAttempt(exit))
+    this.effect = Effect.onExitPrimitive(Effect.catch(attempt, (error) => this.retry(error)), (exit) => this.endCall(exit))
+  }
+
+  step(context: Context.Context<never>): Effect.Effect<CallToolResult, CallToolError> {
+    const { rt, state, t, tool } = this
+    const now = state.clock.currentTimeMillisUnsafe()
+    this.b = { t, budgetMs: t.timeoutMs, deadline: now + t.timeoutMs }
+    this.timer = McpMetrics.startUnsafe({ server: rt.entry.name, transport: rt.transport, method: "tools/call", tool: tool.name }, context)
+    const generation = rt.breaker.tryAcquireUnsafe!()
+    const lease = generation === undefined ? undefined : state.pool.tryLeaseUnsafe!(rt.entry.name)
+    if (lease === undefined) return attempt(state, rt, tool, this.args, undefined, this.b)
+    this.lease = lease
+    this.generation = generation!
+    this.start = now
+    const c = lease.connection
+    return Effect.catch(c.callTool(tool.name, this.args, { timeout: t.timeoutMs, tool }), closedHandler(state, c))
+  }
+
+  /** The session back to the pool, the outcome to the breaker (what `pool.use` and `breaker.execute` do). */
+  endAttempt(exit: Exit.Exit<CallToolResult, CallToolError>): Effect.Effect<void> | undefined {
+    const lease = this.lease
+    if (lease === undefined) return undefined
+    this.lease = undefined
+    const released = lease.release()
+    const recorded = this.rt.breaker.recordUnsafe!(this.generation, this.start, exit)
+    return released === undefined ? recorded : recorded === undefined ? released : Effect.andThen(released, recorded)
+  }
+
+  retry(error: CallToolError): Effect.Effect<CallToolResult, CallToolError> {
+    const { b, state, tool } = this
+    return b !== undefined && state.retryTimes > 0 && isRetryable(error, tool) && state.clock.currentTimeMillisUnsafe() < b.deadline
+      ? retryAttempt(state, this.rt, tool, this.args, undefined, error, b)
+      : Effect.fail(error)
+  }
+
+  /** `lastError` and the metrics of the whole call, every attempt included. */
+  endCall(exit: Exit.Exit<CallToolResult, CallToolError>): undefined {
+    if (exit._tag === "Failure") noteErrorUnsafe(this.rt, this.state.clock, exit.cause)
+    if (this.timer !== undefined) McpMetrics.finishUnsafe(this.timer, exit)
+    return undefined
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
