@@ -117,6 +117,35 @@ describe("McpAuth", () => {
     }
   })
 
+  it("a 401 that arrives after another session already replaced the token is retried with the new one, no new grant", async () => {
+    const registry = McpAuth.makeWith(await Effect.runPromise(Effect.service(McpAuth.TokenStore).pipe(Effect.provide(McpAuth.TokenStore.layerMemory))))
+    const state = registry.forServer("late", server.url, decode({ type: "client_credentials", clientId: "machine", clientSecret: secret, expectedIssuer: authServer.issuer }))
+    const before = authServer.stats().tokenRequests
+    // Session B's fetch holds its next 401 for 300 ms: by then session A has recovered.
+    let holdNext401 = false
+    const slow = new Client({ name: "b", version: "1" }, { capabilities: {} })
+    await slow.connect(new StreamableHTTPClientTransport(new URL(server.url), state.transportOptions(async (i, init) => {
+      const r = await fetch(i, init)
+      if (holdNext401 && r.status === 401) {
+        holdNext401 = false
+        await new Promise((resolve) => setTimeout(resolve, 300))
+      }
+      return r
+    })))
+    const fast = await connect(state)
+    try {
+      authServer.expireAccessTokens()
+      holdNext401 = true
+      const late = slow.listTools()
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      await fast.listTools()
+      await late
+      expect(delta(before, authServer.stats().tokenRequests)).toEqual({ client_credentials: 2 })
+    } finally {
+      await Promise.all([slow.close(), fast.close()])
+    }
+  })
+
   it("a file store keeps tokens across a restart (mode 0600), and logout forgets them", async () => {
     const dir = mkdtempSync(join(tmpdir(), "keel-auth-"))
     const path = join(dir, "tokens.json")
