@@ -19,13 +19,21 @@ class MemorySpan implements Otel.Span {
   readonly attributes: Record<string, unknown> = {}
   status: Otel.SpanStatus = { code: Otel.SpanStatusCode.UNSET }
   ended = false
+  name: string
+  readonly context: Otel.SpanContext
+  readonly kind: Otel.SpanKind | undefined
+  readonly parentSpanId: string | undefined
   constructor(
-    public name: string,
-    readonly context: Otel.SpanContext,
-    readonly kind: Otel.SpanKind | undefined,
-    readonly parentSpanId: string | undefined,
+    name: string,
+    context: Otel.SpanContext,
+    kind: Otel.SpanKind | undefined,
+    parentSpanId: string | undefined,
     attributes: Otel.Attributes | undefined
   ) {
+    this.name = name
+    this.context = context
+    this.kind = kind
+    this.parentSpanId = parentSpanId
     Object.assign(this.attributes, attributes)
   }
   spanContext() {
