@@ -192,3 +192,23 @@ describe("McpSurface list caching", () => {
       assert.include((yield* McpSurface.listPrompts(demo)).map((p) => p.name), "review")
     }).pipe(Effect.provide(McpClientManager.layerConfig({ mcpServers: { demo: { type: "stdio", ...demoStdio({ surface: true }) } } }))), 30_000)
 })
+
+describe("McpSurface retries", () => {
+  it.live("a session that dies under a request: the request is retried on a fresh session", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const demo = yield* McpSurface.accessOf(m, "demo", 10_000)
+      const pidOf = Effect.map(m.callTool("demo", "stats"), (r) => (JSON.parse((r.content[0] as { text: string }).text) as { pid: number }).pid)
+      const before = yield* pidOf
+      yield* m.callTool("demo", "set_prompts", { listDelayMs: 2_000 })
+      yield* Effect.sleep(200)
+      const listing = yield* Effect.forkChild(McpSurface.listPrompts(demo))
+      yield* Effect.sleep(300) // prompts/list is in flight on the one session
+      yield* Effect.ignore(m.callTool("demo", "crash", {}))
+      const prompts = yield* Fiber.join(listing)
+      assert.include(prompts.map((p) => p.name), "greet")
+      assert.notStrictEqual(yield* pidOf, before)
+    }).pipe(Effect.provide(McpClientManager.layerConfig({
+      mcpServers: { demo: { ...demoStdio({ surface: true }), keel: { pool: { maxConnections: 1 } } } }
+    }))), 30_000)
+})

@@ -28,7 +28,7 @@ import type {
   ResourceTemplateType as ResourceTemplate,
   ResourceUpdatedNotificationParams
 } from "@modelcontextprotocol/client"
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Schedule, Schema, Stream } from "effect"
 import type * as Cause from "effect/Cause"
 import type * as CircuitBreaker from "./CircuitBreaker.ts"
 import type { ToolCacheShape } from "./ToolCache.ts"
@@ -164,8 +164,16 @@ const callOptions = (access: ServerAccess, options: SurfaceOptions | undefined):
   timeout: options?.timeout ?? access.timeoutMs
 })
 
+/** Retries of a request whose session failed to connect or closed under it (every method here is read-only). */
+const RETRIES = 2
+const retrySchedule = Schedule.exponential(50).pipe(Schedule.jittered)
+const isRetryable = (e: { readonly _tag: string }): boolean => e._tag === "McpConnectError" || e._tag === "McpClosedError"
+
 /**
- * One request: metrics → breaker → pool → (the connection's own timeout).
+ * One request: metrics → retry → breaker → pool → (the connection's own timeout). Like `callTool` for a
+ * read-only tool, a failed connect or a session that closed under the request is retried (at most
+ * {@link RETRIES} times, each attempt asking the breaker again); a retry the breaker rejects gives back the
+ * first error.
  *
  * @since 0.3.0
  * @category requests
@@ -175,10 +183,16 @@ export const run = <A, E extends { readonly _tag: string }>(
   method: string,
   f: (c: McpConnection) => Effect.Effect<A, E>
 ): Effect.Effect<A, E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError> => {
-  const attempt = access.breaker.execute(access.pool.use(access.server, (c) => Effect.andThen(watch(access, c), f(c)))) as Effect.Effect<
+  const once = access.breaker.execute(access.pool.use(access.server, (c) => Effect.andThen(watch(access, c), f(c)))) as Effect.Effect<
     A,
     E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError
   >
+  const attempt = Effect.catch(once, (first) =>
+    isRetryable(first)
+      ? Effect.retry(once, { schedule: retrySchedule, times: RETRIES - 1, while: isRetryable }).pipe(
+        Effect.catchTag("CircuitOpenError" as never, () => Effect.fail(first))
+      ) as typeof once
+      : Effect.fail(first))
   return (access.noteError !== undefined ? Effect.tapCause(attempt, access.noteError) : attempt).pipe(
     McpMetrics.track({ server: access.server, transport: access.transport, method })
   )
