@@ -62,6 +62,14 @@ export class ToolNameError extends Schema.TaggedError<ToolNameError>()("ToolName
   message: Schema.String
 }) {}
 
+/**
+ * What the toolkit needs of a manager: its servers, their (cached, filtered) tool lists, and `callTool`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type ToolSource = Pick<Manager, "servers" | "listTools" | "callTool">
+
 /** Options of {@link toolkit}. @since 0.3.0 @category models */
 export interface ToolkitOptions {
   /** The servers whose tools to offer (default: every server of the manager). */
@@ -132,7 +140,7 @@ interface Built {
  * @since 0.3.0
  * @category constructors
  */
-export const toolkit = (manager: Manager, options: ToolkitOptions = {}): Effect.Effect<KeelToolkit> =>
+export const toolkit = (manager: ToolSource, options: ToolkitOptions = {}): Effect.Effect<KeelToolkit> =>
   build(manager, options, true).pipe(Effect.catchTag("ToolNameError", Effect.die)) as Effect.Effect<KeelToolkit>
 
 /**
@@ -142,12 +150,12 @@ export const toolkit = (manager: Manager, options: ToolkitOptions = {}): Effect.
  * @category constructors
  */
 export const toolkitStrict = (
-  manager: Manager,
+  manager: ToolSource,
   options: ToolkitOptions = {}
 ): Effect.Effect<KeelToolkit, ListToolsError | UnknownServerError | ToolNameError> => build(manager, options, false)
 
 const build = (
-  manager: Manager,
+  manager: ToolSource,
   options: ToolkitOptions,
   lenient: boolean
 ): Effect.Effect<KeelToolkit, ListToolsError | UnknownServerError | ToolNameError> => {
