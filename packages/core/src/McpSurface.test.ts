@@ -7,6 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { demoServerEntry, demoStdio } from "@keel/demo-server"
 import { Effect, Exit, Fiber, Stream } from "effect"
 import { createRequire } from "node:module"
+import { McpClient } from "./McpClient.ts"
 import { McpClientManager } from "./McpClientManager.ts"
 import * as McpSurface from "./McpSurface.ts"
 import { demoHttpServer } from "./testing/processes.ts"
@@ -211,4 +212,26 @@ describe("McpSurface retries", () => {
     }).pipe(Effect.provide(McpClientManager.layerConfig({
       mcpServers: { demo: { ...demoStdio({ surface: true }), keel: { pool: { maxConnections: 1 } } } }
     }))), 30_000)
+})
+
+describe("McpClient list walks", () => {
+  it.live("follow every nextCursor, and fail with ListLimitError past the page or item cap", () =>
+    Effect.gen(function*() {
+      const config = { type: "stdio" as const, ...demoStdio({ pageSize: 1, surface: true }) }
+      const c = yield* McpClient.connect("demo", config)
+      assert.strictEqual((yield* c.listResources()).resources.length, 2) // two pages of one
+      yield* c.callTool("set_prompts", { add: ["a", "b", "c"] })
+      assert.strictEqual((yield* c.listPrompts()).prompts.length, 5)
+      assert.strictEqual((yield* c.listResourceTemplates()).resourceTemplates.length, 2)
+      // Another child (its own state): 2 prompts, 2 resources, 2 templates, one per page.
+      const capped = yield* McpClient.connect("demo", config, { settings: { listMaxPages: 2 } })
+      assert.strictEqual((yield* capped.listPrompts()).prompts.length, 2) // within the cap
+      yield* capped.callTool("set_prompts", { add: ["a"] })
+      const pages = yield* Effect.flip(capped.listPrompts())
+      assert.strictEqual(pages._tag, "ListLimitError")
+      assert.deepInclude(pages, { limit: "pages", max: 2, method: "prompts/list" })
+      const few = yield* McpClient.connect("demo", config, { settings: { listMaxItems: 1 } })
+      const items = yield* Effect.flip(few.listResources())
+      assert.deepInclude(items, { _tag: "ListLimitError", limit: "items", max: 1 })
+    }).pipe(Effect.scoped), 30_000)
 })

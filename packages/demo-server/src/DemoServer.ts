@@ -222,7 +222,7 @@ export const createDemoServer = (state: DemoState, perRequest = false): Server =
     { name: state.options.name, version: "0.1.0" },
     { capabilities: { tools: { listChanged: true }, ...surfaceCapabilities }, supportedProtocolVersions: servedProtocolVersions(state.options) }
   )
-  registerSurface(server, state.surface, perRequest)
+  registerSurface(server, state.surface, perRequest, state.options.pageSize)
   if (!perRequest) {
     state.servers.add(server)
     state.stats.sessions++

@@ -142,7 +142,15 @@ export const surfaceCapabilities = {
  * Registers the surface's handlers on `server`. `tools/call` of the {@link surfaceTools} goes through
  * {@link callSurfaceTool}; the demo server's own `tools/call` handler delegates to it.
  */
-export const registerSurface = (server: Server, state: SurfaceState, perRequest: boolean): void => {
+export const registerSurface = (server: Server, state: SurfaceState, perRequest: boolean, pageSize = 0): void => {
+  /** One page of `items` (all of them when `pageSize` is 0), as `tools/list` pages (`--page-size`). */
+  const page = <K extends string, T>(key: K, items: ReadonlyArray<T>, cursor: string | undefined) => {
+    if (pageSize === 0) return { [key]: [...items] } as Record<K, Array<T>>
+    const start = cursor === undefined ? 0 : Number.parseInt(cursor, 10)
+    if (!Number.isInteger(start) || start < 0 || start > items.length) throw new ProtocolError(INVALID_PARAMS, `bad cursor ${cursor}`)
+    const end = start + pageSize
+    return { [key]: items.slice(start, end), ...(end < items.length ? { nextCursor: String(end) } : {}) } as Record<K, Array<T>>
+  }
   const note = (method: string, meta: unknown) => {
     state.requests[method] = (state.requests[method] ?? 0) + 1
     const tp = traceOf(meta).traceparent
@@ -150,11 +158,11 @@ export const registerSurface = (server: Server, state: SurfaceState, perRequest:
   }
   server.setRequestHandler("resources/list", async (request) => {
     note("resources/list", request.params?._meta)
-    return { resources: state.resources() }
+    return page("resources", state.resources(), request.params?.cursor)
   })
   server.setRequestHandler("resources/templates/list", async (request) => {
     note("resources/templates/list", request.params?._meta)
-    return { resourceTemplates: [...templates] }
+    return page("resourceTemplates", templates, request.params?.cursor)
   })
   server.setRequestHandler("resources/read", async (request) => {
     note("resources/read", request.params._meta)
@@ -194,7 +202,7 @@ export const registerSurface = (server: Server, state: SurfaceState, perRequest:
     note("prompts/list", request.params?._meta)
     const snapshot = state.prompts()
     if (state.promptsListDelayMs > 0) await new Promise((r) => setTimeout(r, state.promptsListDelayMs))
-    return { prompts: snapshot }
+    return page("prompts", snapshot, request.params?.cursor)
   })
   server.setRequestHandler("prompts/get", async (request) => {
     note("prompts/get", request.params._meta)
