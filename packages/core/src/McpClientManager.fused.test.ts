@@ -1,0 +1,129 @@
+/**
+ * The fused `callTool` step (see `fusedCall` in McpClientManager.ts) keeps the services' books exactly as
+ * the general path does: the pool's leases, the breaker's counts, one metrics record per call (retries
+ * included), and interruption. The demo server runs in-process over the SDK's `InMemoryTransport`.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { InMemoryTransport } from "@modelcontextprotocol/client"
+import { createDemoServer, DemoState, parseOptions } from "@keel/demo-server"
+import { Effect, Exit, Fiber, Layer, Metric } from "effect"
+import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
+import * as ConnectionPool from "./ConnectionPool.ts"
+import { McpClient } from "./McpClient.ts"
+import { McpClientManager } from "./McpClientManager.ts"
+import { McpConfig } from "./McpConfig.ts"
+import * as McpMetrics from "./McpMetrics.ts"
+import * as SessionHooks from "./SessionHooks.ts"
+
+/** Sessions lent by `tryLeaseUnsafe` (the fused step), across the tests' pools. */
+let syncLeases = 0
+
+const inProcess = (pool: Record<string, unknown> = {}) => {
+  const state = new DemoState(parseOptions([]))
+  const linked = async () => {
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair()
+    await createDemoServer(state).connect(serverSide as never)
+    return clientSide
+  }
+  const poolLayer = McpClientManager.layerConnectionPool({
+    connect: (name, config, options) =>
+      Effect.flatMap(Effect.promise(linked), (transport) => McpClient.connect(name, config, { ...options, transport }))
+  }).pipe(Layer.provide(SessionHooks.layer()))
+  const spied = Layer.effect(
+    ConnectionPool.ConnectionPool,
+    Effect.map(Effect.service(ConnectionPool.ConnectionPool), (p): ConnectionPool.ConnectionPoolShape => ({
+      ...p,
+      tryLeaseUnsafe: (server) => {
+        const lease = p.tryLeaseUnsafe!(server)
+        if (lease !== undefined) syncLeases++
+        return lease
+      }
+    }))
+  ).pipe(Layer.provide(poolLayer))
+  return McpClientManager.layer().pipe(
+    Layer.provide(Layer.mergeAll(spied, CircuitBreakerRegistry.layer())),
+    Layer.provide(McpClientManager.layerToolCache),
+    Layer.provide(McpConfig.layerConfig({ mcpServers: { demo: { command: "in-process", keel: { pool } } } }))
+  )
+}
+
+/** Calls recorded in `mcp.client.operation.duration` for `tools/call` of `tool`. */
+const recordedCalls = (tool: string) =>
+  Effect.map(Metric.snapshot, (snapshot) =>
+    snapshot
+      .filter((s) => s.id === McpMetrics.Names.operationDuration && s.type === "Histogram" && s.attributes?.["gen_ai.tool.name"] === tool)
+      .reduce((n, s) => n + (s.state as Metric.HistogramState).count, 0))
+
+const isolated = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.provideService(self, Metric.MetricRegistry, new Map())
+
+describe("McpClientManager fused step", () => {
+  it.live("sequential and concurrent calls: leases all returned, breaker and metrics count each call once", () =>
+    isolated(
+      Effect.gen(function*() {
+        const m = yield* McpClientManager
+        yield* m.callTool("demo", "add", { a: 0, b: 0 }) // the general path: fetches the list, opens a session
+        const breaker = yield* m.breaker("demo")
+        const before = yield* breaker.stats
+        const pool0 = yield* m.pool.stats("demo")
+        const lent0 = syncLeases
+        for (let i = 0; i < 200; i++) {
+          const r = yield* m.callTool("demo", "add", { a: i, b: 1 })
+          assert.strictEqual(r.content[0]?.type === "text" ? r.content[0].text : "", String(i + 1))
+        }
+        yield* Effect.forEach(Array.from({ length: 64 }, (_, i) => i), (i) => m.callTool("demo", "add", { a: i, b: 1 }), {
+          concurrency: 32,
+          discard: true
+        })
+        const after = yield* breaker.stats
+        const pool1 = yield* m.pool.stats("demo")
+        assert.strictEqual(after.successfulCalls - before.successfulCalls, 264)
+        assert.strictEqual(pool1.acquired - pool0.acquired, 264)
+        assert.strictEqual(pool1.leases, 0)
+        assert.strictEqual(pool1.active, 0)
+        assert.strictEqual(pool1.released, pool1.acquired)
+        assert.strictEqual(yield* recordedCalls("add"), 265)
+        // The sequential calls all took the fused step; concurrent ones may wait for a session (general).
+        assert.isAtLeast(syncLeases - lent0, 200)
+      }).pipe(Effect.provide(inProcess({ maxConnections: 2, minIdle: 1, maxRequestsPerConnection: 8 })))
+    ))
+
+  it.live("failures: a tool error and a protocol error are counted by the breaker and metrics, lastError set, lease returned", () =>
+    isolated(
+      Effect.gen(function*() {
+        const m = yield* McpClientManager
+        yield* m.callTool("demo", "add", { a: 0, b: 0 })
+        const breaker = yield* m.breaker("demo")
+        const before = yield* breaker.stats
+        const toolError = yield* Effect.exit(m.callTool("demo", "fail", { kind: "isError" }))
+        const protocolError = yield* Effect.exit(m.callTool("demo", "fail", { kind: "protocol", code: -32000 }))
+        assert.isTrue(Exit.isFailure(toolError))
+        assert.isTrue(Exit.isFailure(protocolError))
+        const after = yield* breaker.stats
+        assert.strictEqual(after.totalCalls - before.totalCalls, 2)
+        assert.strictEqual(yield* recordedCalls("fail"), 2)
+        assert.strictEqual((yield* m.status("demo")).lastError?.tag, "McpProtocolError")
+        assert.strictEqual((yield* m.pool.stats("demo")).leases, 0)
+        // Invalid arguments never reach the fused step's lease: a typed error, nothing borrowed.
+        const invalid = yield* Effect.exit(m.callTool("demo", "add", { a: "x", b: 1 }))
+        assert.isTrue(Exit.isFailure(invalid) && JSON.stringify(invalid.cause).includes("InvalidArgumentsError"))
+      }).pipe(Effect.provide(inProcess()))
+    ))
+
+  it.live("an interrupted call returns its lease and is recorded once as cancelled", () =>
+    isolated(
+      Effect.gen(function*() {
+        const m = yield* McpClientManager
+        yield* m.callTool("demo", "add", { a: 0, b: 0 })
+        const fiber = yield* Effect.forkChild(m.callTool("demo", "slow", { ms: 5_000 }))
+        yield* Effect.sleep("100 millis")
+        assert.strictEqual((yield* m.pool.stats("demo")).leases, 1)
+        yield* Fiber.interrupt(fiber)
+        assert.strictEqual((yield* m.pool.stats("demo")).leases, 0)
+        assert.strictEqual(yield* recordedCalls("slow"), 1)
+        const breaker = yield* m.breaker("demo")
+        assert.strictEqual((yield* breaker.stats).state, "Closed")
+        // The session is lent again at once.
+        yield* m.callTool("demo", "add", { a: 1, b: 1 })
+      }).pipe(Effect.provide(inProcess()))
+    ))
+})
