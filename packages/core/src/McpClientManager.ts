@@ -122,7 +122,7 @@ import * as McpAuth from "./McpAuth.ts"
 import * as McpMetrics from "./McpMetrics.ts"
 import { McpConfigError, networkTransport, type ServerConfig, type ServerConfigInput } from "./ServerConfig.ts"
 import * as SessionHooks from "./SessionHooks.ts"
-import { type ResolvedTimeout, resolveTimeout, serverTimeoutMs } from "./Timeouts.ts"
+import { type InvalidTimeout, type ResolvedTimeout, resolveTimeout, serverTimeoutMs } from "./Timeouts.ts"
 import { ToolCache, type ToolCacheShape } from "./ToolCache.ts"
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1094,9 +1094,20 @@ const fusedCall = (
   if (list === undefined || rt.toolCount !== list.tools.length) return undefined
   const tool = toolNamed(list, toolName)
   if (tool === undefined || !argsValid(state, tool, args)) return undefined
-  const t = resolveTimeout(rt.entry.timeouts, tool.name, undefined)
+  const t = defaultTimeout(rt, tool)
   if (t._tag === "InvalidTimeout" || t.resetOnProgress) return undefined
   return new FusedCall(state, rt, tool, args, t).effect
+}
+
+/** A tool's timeout without call options, resolved once per tool object and server (the config is fixed). */
+const defaultTimeouts = new WeakMap<Tool, { readonly rt: ServerRuntime; readonly t: ResolvedTimeout | InvalidTimeout }>()
+
+const defaultTimeout = (rt: ServerRuntime, tool: Tool): ResolvedTimeout | InvalidTimeout => {
+  const held = defaultTimeouts.get(tool)
+  if (held !== undefined && held.rt === rt) return held.t
+  const t = resolveTimeout(rt.entry.timeouts, tool.name, undefined)
+  defaultTimeouts.set(tool, { rt, t })
+  return t
 }
 
 /** One fused call's state, shared by its step and its finalizers. */
