@@ -109,6 +109,20 @@ describe("McpClientManager fused step", () => {
       }).pipe(Effect.provide(inProcess()))
     ))
 
+  it.live("one callTool effect run again and twice at once: each run has its own lease, permit and record", () =>
+    isolated(
+      Effect.gen(function*() {
+        const m = yield* McpClientManager
+        yield* m.callTool("demo", "add", { a: 0, b: 0 })
+        const call = m.callTool("demo", "slow", { ms: 50 })
+        yield* Effect.all([call, call, call], { concurrency: "unbounded" })
+        yield* call
+        yield* call
+        assert.strictEqual((yield* m.pool.stats("demo")).leases, 0)
+        assert.strictEqual(yield* recordedCalls("slow"), 5)
+      }).pipe(Effect.provide(inProcess()))
+    ))
+
   it.live("an interrupted call returns its lease and is recorded once as cancelled", () =>
     isolated(
       Effect.gen(function*() {

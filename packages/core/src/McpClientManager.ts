@@ -1042,8 +1042,12 @@ const callTool = (
   const rt = state.runtimes.get(server)
   if (rt === undefined) return Effect.fail(unknownServer(state, server))
   if (callOptions === undefined) {
-    const fused = fusedCall(state, rt, toolName, args)
-    if (fused !== undefined) return fused
+    // Decided when the effect runs (and each time it runs: an effect value may be run again, or twice at
+    // once), so the list is fresh then and every run has its own lease, permit and timer.
+    return Effect.suspend(() =>
+      fusedCall(state, rt, toolName, args) ??
+        Effect.flatMap(findTool(state, rt, toolName, undefined), (tool) => callKnownTool(state, rt, tool, args, undefined))
+    )
   }
   return Effect.flatMap(
     findTool(state, rt, toolName, callOptions?.credential),
