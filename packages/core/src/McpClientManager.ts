@@ -83,6 +83,15 @@
  *    and counted by the breaker first); the fault suite allows 250 ms past the deadline in all, for timers
  *    and the event loop of a loaded 2-core machine (`McpClientManager.faults.test.ts`).
  *
+ * **The fused step.** The common call (no call options, the tool list cached and fresh, valid arguments,
+ * a closed breaker, a warm session free now) runs the same order in one step: each service offers a small
+ * synchronous entry point for it (`ToolCache.getUnsafe`, `Breaker.tryAcquireUnsafe` / `recordUnsafe`,
+ * `ConnectionPool.tryLeaseUnsafe`, `McpMetrics.startUnsafe` / `finishUnsafe`), called as plain functions
+ * in one `Effect.withFiber`, with two finalizers instead of the nested `uninterruptibleMask` / `onExit` of
+ * `breaker.execute` and `pool.use`. Anything else (any call option, a list to fetch, bad arguments, a
+ * wait for a session, a breaker not closed, a retry after a failed attempt) takes the general path
+ * described above; the results, counts and metrics are the same either way.
+ *
  * Timeouts are positive; "no timeout" is `Duration.infinity` (or `null` in a file), and anything beyond
  * Node's timer limit (2^31 - 1 ms, about 24.8 days) is clamped to it instead of firing after 1 ms.
  *
