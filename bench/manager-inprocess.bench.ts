@@ -102,6 +102,35 @@ for (let r = 0; r < ROUNDS; r++) {
   await managerLoop(base.rt, "add", add, mgr, PER_ROUND)
   await managerLoop(base.rt, "add", add, general, PER_ROUND, true)
 }
+// 1b. Keel's own layers without the SDK's work: the manager's session's SDK client answers at once
+// (`Promise.resolve`), so what is left is the Effect bridge, McpClient's request wrapper and the manager.
+const session = await base.rt.runPromise(McpClientManager.use((m) => Effect.scoped(m.pool.use("demo", (c) => Effect.succeed(c)))))
+const addTool = (await base.rt.runPromise(McpClientManager.use((m) => m.listTools("demo")))).find((t) => t.name === "add")!
+const answer = { content: [{ type: "text", text: "2" }] }
+;(session.sdk as unknown as { callTool: (p: unknown, o?: { signal?: AbortSignal }) => Promise<unknown> }).callTool = (_p, o) => {
+  o?.signal?.addEventListener("abort", () => {}) // as the SDK does with a signal
+  return Promise.resolve(answer)
+}
+const STUB = smoke ? 2_000 : 20_000
+const stubLoop = (f: (i: number) => Effect.Effect<unknown, unknown>) =>
+  base.rt.runPromise(Effect.gen(function*() {
+    const c0 = process.cpuUsage()
+    for (let i = 0; i < STUB; i++) yield* f(i)
+    const c = process.cpuUsage(c0)
+    return (c.user + c.system) / STUB
+  }) as Effect.Effect<number>)
+const stubCases: Array<[string, (m: McpClientManager["Service"]) => (i: number) => Effect.Effect<unknown, unknown>]> = [
+  ["`Effect.promise` around the SDK call", () => (i) => Effect.promise(() => session.sdk.callTool({ name: "add", arguments: { a: i, b: 1 } }))],
+  ["`McpConnection.callTool` (McpClient's request wrapper)", () => (i) => session.callTool("add", { a: i, b: 1 }, { tool: addTool })],
+  ["`McpClientManager.callTool`, fused step", (m) => (i) => m.callTool("demo", "add", { a: i, b: 1 })],
+  ["`McpClientManager.callTool`, general path", (m) => (i) => m.callTool("demo", "add", { a: i, b: 1 }, {})]
+]
+const manager = await base.rt.runPromise(McpClientManager.use((m) => Effect.succeed(m)))
+const stubCpu = stubCases.map((): Array<number> => [])
+for (let r = 0; r < ROUNDS; r++) {
+  for (let k = 0; k < stubCases.length; k++) stubCpu[k]!.push(await stubLoop(stubCases[k]![1](manager)))
+}
+const stubRows = stubCases.map(([name], k) => `| ${name} | ${us(quantile(stubCpu[k]!, 0))} | ${us(quantile(stubCpu[k]!, 0.5))} |`)
 await base.rt.dispose()
 await base.raw.close()
 
@@ -142,6 +171,12 @@ const lines = [
   `| \`McpClientManager.callTool\` with a call option (the general path) | ${us(general.cpu / general.n)} | ${us(quantile(general.wall, 0.5))} | ${us(quantile(general.wall, 0.99))} |`,
   "",
   `Keel adds **${us(mgr.cpu / mgr.n - raw.cpu / raw.n)} CPU** per call on the fused step (median latency +${us(quantile(mgr.wall, 0.5) - quantile(raw.wall, 0.5))}); the general path adds ${us(general.cpu / general.n - raw.cpu / raw.n)} (+${us(quantile(general.wall, 0.5) - quantile(raw.wall, 0.5))}). Target ≤ 2 µs.`,
+  "",
+  `Keel's own layers alone: the session's SDK client answers at once (\`Promise.resolve\`), ${ROUNDS} rounds of ${STUB} calls, CPU per call (fastest round and median round):`,
+  "",
+  "| path | CPU, fastest round | CPU, median round |",
+  "| --- | ---: | ---: |",
+  ...stubRows,
   "",
   "Per-call cost by tool count, CPU per call and the manager's added median latency (`echo` is the list's first tool, `tool_NNNNN` its last). The raw SDK call itself grows with the list (the SDK and the demo server look tools up by scanning); Keel's own part should not:",
   "",
