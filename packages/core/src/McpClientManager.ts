@@ -133,6 +133,21 @@ import { McpConfigError, networkTransport, type ServerConfig, type ServerConfigI
 import * as SessionHooks from "./SessionHooks.ts"
 import { type InvalidTimeout, type ResolvedTimeout, resolveTimeout, serverTimeoutMs } from "./Timeouts.ts"
 import { ToolCache, type ToolCacheShape } from "./ToolCache.ts"
+import type {
+  CompleteResult,
+  GetPromptResult,
+  Prompt,
+  PromptReference,
+  ReadResourceResult,
+  Resource,
+  ResourceTemplateReference,
+  ResourceTemplateType,
+  ResourceUpdatedNotificationParams
+} from "@modelcontextprotocol/client"
+import type { ListLimitError } from "./McpLists.ts"
+import * as McpSurface from "./McpSurface.ts"
+import * as McpToolkit from "./McpToolkit.ts"
+import * as ToolFilter from "./ToolFilter.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // Models
@@ -153,6 +168,7 @@ export type CallToolError =
   | McpConfigError
   | CircuitBreaker.CircuitOpenError
   | ConnectionPool.PoolError
+  | ToolFilter.ToolDeniedError
 
 /**
  * Everything `listTools` can fail with.
@@ -289,6 +305,67 @@ export interface Manager {
   readonly breakerEvents: Stream.Stream<CircuitBreaker.CircuitBreakerEvent>
   /** The breaker of a server, for manual control (`isolate`, `reset`, ...). */
   readonly breaker: (server: string) => Effect.Effect<CircuitBreaker.Breaker, UnknownServerError>
+  /**
+   * `resources/list` of a server, every page (see `McpLists` for the caps), cached like the tool list under
+   * its own key and dropped by `resources/list_changed`. Like every method below it goes metrics → retry →
+   * breaker → pool → timeout (`timeouts.server`, or `options.timeout`); see `McpSurface`.
+   */
+  readonly listResources: (
+    server: string,
+    options?: McpSurface.SurfaceOptions
+  ) => Effect.Effect<ReadonlyArray<Resource>, McpSurface.SurfaceError | ListLimitError | UnknownServerError>
+  /** `resources/templates/list`, every page, cached (dropped by `resources/list_changed`). */
+  readonly listResourceTemplates: (
+    server: string,
+    options?: McpSurface.SurfaceOptions
+  ) => Effect.Effect<ReadonlyArray<ResourceTemplateType>, McpSurface.SurfaceError | ListLimitError | UnknownServerError>
+  /** `resources/read` of one URI. */
+  readonly readResource: (
+    server: string,
+    uri: string,
+    options?: McpSurface.SurfaceOptions
+  ) => Effect.Effect<ReadResourceResult, McpSurface.SurfaceError | UnknownServerError>
+  /**
+   * The `notifications/resources/updated` of one URI, as a stream: subscribed (on a session borrowed from
+   * the pool, through the breaker) when it starts, unsubscribed and the session returned when it ends.
+   */
+  readonly subscribeResource: (
+    server: string,
+    uri: string,
+    options?: McpSurface.SurfaceOptions
+  ) => Stream.Stream<ResourceUpdatedNotificationParams, McpSurface.SurfaceError | UnknownServerError>
+  /** `prompts/list`, every page, cached (dropped by `prompts/list_changed`). */
+  readonly listPrompts: (
+    server: string,
+    options?: McpSurface.SurfaceOptions
+  ) => Effect.Effect<ReadonlyArray<Prompt>, McpSurface.SurfaceError | ListLimitError | UnknownServerError>
+  /**
+   * `prompts/get`, after checking `args` against the prompt's declared arguments (from the cached list):
+   * `UnknownPromptError`, `InvalidPromptArgumentsError`, and nothing sent.
+   */
+  readonly getPrompt: (
+    server: string,
+    name: string,
+    args?: Record<string, string>,
+    options?: McpSurface.SurfaceOptions
+  ) => Effect.Effect<
+    GetPromptResult,
+    McpSurface.SurfaceError | ListLimitError | McpSurface.UnknownPromptError | McpSurface.InvalidPromptArgumentsError | UnknownServerError
+  >
+  /** `completion/complete` for an argument of a prompt or a resource template. */
+  readonly complete: (
+    server: string,
+    ref: PromptReference | ResourceTemplateReference,
+    argument: { readonly name: string; readonly value: string },
+    context?: Record<string, string>,
+    options?: McpSurface.SurfaceOptions
+  ) => Effect.Effect<CompleteResult["completion"], McpSurface.SurfaceError | UnknownServerError>
+  /**
+   * An `effect/ai` `Toolkit` of the servers' tools (filtered by `keel.tools`) whose handlers call through
+   * this manager (see `McpToolkit`): pass it as `LanguageModel.generateText({ toolkit })`; each turn sees
+   * the current tools.
+   */
+  readonly toolkit: (options?: McpToolkit.ToolkitOptions) => Effect.Effect<McpToolkit.KeelToolkit>
   /** The `ToolCache` service. */
   readonly cache: ToolCacheShape
   /** The `ConnectionPool` service (possibly shared with other managers). */
@@ -315,6 +392,8 @@ type Validator = ReturnType<AjvJsonSchemaValidator["getValidator"]>
 /** One server of a manager. */
 interface ServerRuntime {
   readonly entry: ServerEntry
+  /** `keel.tools` compiled; `undefined` when every tool is offered (the hot path skips it). */
+  readonly toolFilter: ToolFilter.ToolFilter | undefined
   readonly transport: "pipe" | "tcp"
   readonly breaker: CircuitBreaker.Breaker
   lastError: { tag: string; message: string; at: number } | undefined
@@ -441,6 +520,7 @@ const addServer = (
     )
     const rt: ServerRuntime = {
       entry,
+      toolFilter: ToolFilter.make(entry.tools),
       transport: networkTransport(entry.config),
       breaker,
       lastError: undefined,
@@ -466,7 +546,11 @@ const removeServer = (state: ManagerState, name: string): Effect.Effect<void> =>
     state.runtimes.delete(name)
     return Effect.andThen(
       Effect.andThen(Effect.ignore(state.pool.remove(name)), state.registry.remove(name)),
-      state.cache.invalidate(name)
+      Effect.andThen(
+        state.cache.invalidate(name),
+        Effect.forEach(["prompts", "resources", "resourceTemplates"] as const, (kind) =>
+          state.cache.invalidate(McpSurface.listKey(name, kind)), { discard: true })
+      )
     )
   })
 
@@ -1050,6 +1134,10 @@ const callTool = (
 ): Effect.Effect<CallToolResult, CallToolError> => {
   const rt = state.runtimes.get(server)
   if (rt === undefined) return Effect.fail(unknownServer(state, server))
+  if (rt.toolFilter !== undefined) {
+    const denied = ToolFilter.check(rt.toolFilter, server, toolName)
+    if (denied !== undefined) return Effect.fail(denied)
+  }
   if (callOptions === undefined) {
     // Decided when the effect runs (and each time it runs: an effect value may be run again, or twice at
     // once), so the list is fresh then and every run has its own lease, permit and timer.
@@ -1278,13 +1366,77 @@ export const make = (
     return makeManager(state, yield* McpAuth.McpAuth)
   })
 
+// ---------------------------------------------------------------------------------------------------------
+// Resources, prompts, completions, the toolkit (McpSurface and McpToolkit over this manager's servers)
+// ---------------------------------------------------------------------------------------------------------
+
+/** The server's tools through the cache, less those its `keel.tools` filter refuses. */
+const listToolsOf = (state: ManagerState, server: string, credential: string | undefined) =>
+  Effect.flatMap(lookup(state, server), (rt) =>
+    Effect.map(listResult(state, rt, credential), (r) => ToolFilter.apply(rt.toolFilter, r.tools)))
+
+const surfaceAccesses = new WeakMap<ServerRuntime, McpSurface.ServerAccess>()
+
+/** What `McpSurface` needs of one server, built once per server. */
+const surfaceAccess = (state: ManagerState, rt: ServerRuntime): McpSurface.ServerAccess => {
+  let access = surfaceAccesses.get(rt)
+  if (access === undefined) {
+    access = {
+      server: rt.entry.name,
+      transport: rt.transport,
+      breaker: rt.breaker,
+      pool: state.pool,
+      timeoutMs: serverTimeoutMs(rt.entry.timeouts),
+      noteError: rt.noteError,
+      cache: state.cache
+    }
+    surfaceAccesses.set(rt, access)
+  }
+  return access
+}
+
+const withSurface = <A, E>(
+  state: ManagerState,
+  server: string,
+  f: (access: McpSurface.ServerAccess) => Effect.Effect<A, E>
+): Effect.Effect<A, E | UnknownServerError> => Effect.flatMap(lookup(state, server), (rt) => f(surfaceAccess(state, rt)))
+
+/** The manager's resource, prompt, completion and toolkit operations. */
+const surfaceOperations = (state: ManagerState) => ({
+  listResources: (server: string, options?: McpSurface.SurfaceOptions) =>
+    withSurface(state, server, (a) => McpSurface.listResources(a, options)),
+  listResourceTemplates: (server: string, options?: McpSurface.SurfaceOptions) =>
+    withSurface(state, server, (a) => McpSurface.listResourceTemplates(a, options)),
+  readResource: (server: string, uri: string, options?: McpSurface.SurfaceOptions) =>
+    withSurface(state, server, (a) => McpSurface.readResource(a, uri, options)),
+  subscribeResource: (server: string, uri: string, options?: McpSurface.SurfaceOptions) =>
+    Stream.unwrap(withSurface(state, server, (a) => Effect.succeed(McpSurface.subscribeResource(a, uri, options)))),
+  listPrompts: (server: string, options?: McpSurface.SurfaceOptions) =>
+    withSurface(state, server, (a) => McpSurface.listPrompts(a, options)),
+  getPrompt: (server: string, name: string, args?: Record<string, string>, options?: McpSurface.SurfaceOptions) =>
+    withSurface(state, server, (a) => McpSurface.getPrompt(a, name, args, options)),
+  complete: (
+    server: string,
+    ref: PromptReference | ResourceTemplateReference,
+    argument: { readonly name: string; readonly value: string },
+    context?: Record<string, string>,
+    options?: McpSurface.SurfaceOptions
+  ) => withSurface(state, server, (a) => McpSurface.complete(a, ref, argument, context, options)),
+  toolkit: (options?: McpToolkit.ToolkitOptions) =>
+    McpToolkit.toolkit({
+      servers: Effect.sync(() => [...state.runtimes.keys()]),
+      listTools: (server, o) => listToolsOf(state, server, o?.credential),
+      callTool: (server, tool, args, o) => callTool(state, server, tool, args, o)
+    }, options)
+})
+
 /** The manager's operations over its state. */
 const makeManager = (state: ManagerState, auth: McpAuth.McpAuthShape): Manager => ({
+  ...surfaceOperations(state),
   connect: (name, config, policy = {}) => connectServer(state, name, config, policy),
   disconnect: (name) => Effect.flatMap(lookup(state, name), () => removeServer(state, name)),
   servers: Effect.sync(() => [...state.runtimes.keys()]),
-  listTools: (server, options) =>
-    Effect.flatMap(lookup(state, server), (rt) => Effect.map(listResult(state, rt, options?.credential), (r) => r.tools)),
+  listTools: (server, options) => listToolsOf(state, server, options?.credential),
   callTool: (server, tool, args, options) => callTool(state, server, tool, args, options),
   ping: (server) =>
     Effect.flatMap(lookup(state, server), (rt) =>

@@ -53,6 +53,7 @@ import {
 } from "./ServerConfig.ts"
 import { TimeoutsConfig } from "./Timeouts.ts"
 import { ToolCacheConfig } from "./ToolCache.ts"
+import { ToolFilterConfig } from "./ToolFilter.ts"
 
 /**
  * Keel's per-server policies, in the encoded form written in a file (durations in milliseconds), every
@@ -67,6 +68,8 @@ export interface ServerPolicyInput {
   readonly cache?: Record<string, unknown> | undefined
   readonly breaker?: Record<string, unknown> | undefined
   readonly timeouts?: Record<string, unknown> | undefined
+  /** Only per server: `keel.tools` (`allow`, `deny`). */
+  readonly tools?: Record<string, unknown> | undefined
 }
 
 /**
@@ -78,6 +81,8 @@ export interface ServerPolicyInput {
 export interface ServerEntry {
   readonly name: string
   readonly config: ServerConfig
+  /** `keel.tools`: the tools offered (allow / deny, names or globs; see `ToolFilter`). None: every tool. */
+  readonly tools?: ToolFilterConfig | undefined
   readonly pool: PoolSettings
   readonly breaker: CircuitBreakerConfig
   readonly timeouts: TimeoutsConfig
@@ -326,10 +331,10 @@ export const decodePolicies = (
   own: unknown,
   defaults: ServerPolicyInput = {},
   path = "keel"
-): Effect.Effect<Pick<ServerEntry, "pool" | "breaker" | "timeouts">, McpConfigError> =>
+): Effect.Effect<Pick<ServerEntry, "pool" | "breaker" | "timeouts" | "tools">, McpConfigError> =>
   Effect.gen(function*() {
     if (own !== undefined && !isRecord(own)) return yield* new McpConfigError({ path, message: "Expected an object" })
-    if (own !== undefined) yield* checkKeys(own, ["pool", "breaker", "timeouts", "cache"], path)
+    if (own !== undefined) yield* checkKeys(own, ["pool", "breaker", "timeouts", "cache", "tools"], path)
     if (own?.cache !== undefined) {
       return yield* new McpConfigError({
         path: `${path}.cache`,
@@ -343,7 +348,8 @@ export const decodePolicies = (
         section(CircuitBreakerConfig, defaults.breaker, own?.breaker, `${path}.breaker`),
         (breaker) => decodeBreaker(breaker, `${path}.breaker`)
       ),
-      timeouts: yield* section(TimeoutsConfig, defaults.timeouts, own?.timeouts, `${path}.timeouts`)
+      timeouts: yield* section(TimeoutsConfig, defaults.timeouts, own?.timeouts, `${path}.timeouts`),
+      ...(own?.tools !== undefined ? { tools: yield* section(ToolFilterConfig, undefined, own.tools, `${path}.tools`) } : {})
     }
   })
 
