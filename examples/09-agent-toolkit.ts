@@ -1,5 +1,5 @@
 /**
- * An agent's tools through Keel: `McpToolkit.toolkit` turns the manager's servers into an `effect/ai`
+ * An agent's tools through Keel: `mcp.toolkit()` (`McpToolkit`) turns the manager's servers into an `effect/ai`
  * `Toolkit`, and `LanguageModel.generateText` runs the model's tool calls through the manager (pool,
  * cache, breaker, timeouts, retries, metrics). Offline: the "model" is scripted with
  * `LanguageModel.make` (as Effect's own examples fake a provider); the servers are two demo servers over
@@ -7,7 +7,7 @@
  *
  * Shown: names unique across servers and valid for providers, results and failures the model can read
  * (an `isError` result, bad arguments, an open breaker), and a tool added on a server reaching the next
- * turn without rebuilding the toolkit.
+ * turn without rebuilding the toolkit; `keel.tools.deny` keeps tools away from the model (and from calls).
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { McpClientManager, McpToolkit } from "@keel/core"
@@ -48,7 +48,7 @@ const main = Effect.gen(function*() {
     ],
     [["7", "text__weather", { message: "sunny, 21 °C" }], ["8", "math__add", { a: 1, b: 1 }]]
   ], offered)
-  const toolkit = McpToolkit.toolkit(mcp, { servers: ["math", "text"] })
+  const toolkit = mcp.toolkit({ servers: ["math", "text"] })
   const turn = (prompt: string) =>
     LanguageModel.generateText({ prompt, toolkit }).pipe(Effect.provideService(LanguageModel.LanguageModel, model))
   const show = (r: { readonly id: string; readonly name: string; readonly isFailure: boolean; readonly result: unknown }) =>
@@ -57,6 +57,9 @@ const main = Effect.gen(function*() {
   const first = yield* turn("add 19 and 23, then say hello")
   yield* Console.log(`turn 1: the model was offered ${offered[0]!.length} tools, e.g. ${offered[0]!.filter((n) => n.endsWith("__echo") || n.endsWith("__add")).join(", ")}`)
   yield* Effect.forEach(first.toolResults, show, { discard: true })
+  yield* Console.log(`   text__crash offered: ${offered[0]!.includes("text__crash")} (keel.tools.deny); calling it anyway: ${
+    (yield* Effect.flip(mcp.callTool("text", "crash", {})))._tag
+  }`)
 
   yield* Effect.sleep(300) // the tools/list_changed of set_tools drops the cached list
   yield* (yield* mcp.breaker("math")).isolate // an operator takes "math" out
@@ -67,7 +70,7 @@ const main = Effect.gen(function*() {
   const valid = names.every((n) => McpToolkit.VALID_NAME.test(n))
   yield* Console.log(`every name valid for providers: ${valid}; long or ambiguous names are hashed, e.g. ${McpToolkit.toolName("a_", "b")} vs ${McpToolkit.toolName("a", "_b")}`)
 }).pipe(Effect.provide(McpClientManager.layerConfig({
-  mcpServers: { math: demoStdio({ name: "math" }), text: demoStdio({ name: "text", surface: true }) }
+  mcpServers: { math: demoStdio({ name: "math" }), text: { ...demoStdio({ name: "text", surface: true }), keel: { tools: { deny: ["crash", "garbage"] } } } }
 })))
 
 NodeRuntime.runMain(main)
