@@ -2,7 +2,8 @@
  * Traces: a client span per MCP request (named and attributed as the OpenTelemetry MCP semantic
  * conventions say) through Effect's tracer, and its W3C trace context in `params._meta`, proved end to end:
  * the demo server echoes the `traceparent` it received, and it carries the client span's trace id and span
- * id. Over stdio (2026-07-28 and 2025-11-25) and Streamable HTTP (with an `Mcp-Session-Id`).
+ * id. Over stdio (2026-07-28 and 2025-11-25), Streamable HTTP (2025-11-25 with an `Mcp-Session-Id`, and the
+ * stateless 2026-07-28 entry) and legacy SSE.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { demoStdio } from "@keel/demo-server"
@@ -32,7 +33,9 @@ const configs: ReadonlyArray<readonly [string, string, (flags: Flags) => Effect.
   ["stdio (2026-07-28)", "pipe", (flags) => Effect.succeed({ type: "stdio", ...demoStdio(flags) })],
   ["stdio (2025-11-25)", "pipe", (flags) => Effect.succeed({ type: "stdio", ...demoStdio({ ...flags, protocolVersion: "2025-11-25" }) })],
   ["Streamable HTTP (2025-11-25)", "tcp", (flags) =>
-    Effect.map(demoHttpServer({ ...flags, protocolVersion: "2025-11-25" }), (s) => ({ type: "http", url: s.url }))]
+    Effect.map(demoHttpServer({ ...flags, protocolVersion: "2025-11-25" }), (s) => ({ type: "http", url: s.url }))],
+  ["Streamable HTTP (2026-07-28)", "tcp", (flags) => Effect.map(demoHttpServer(flags), (s) => ({ type: "http", url: s.url }))],
+  ["legacy SSE", "tcp", (flags) => Effect.map(demoHttpServer(flags), (s) => ({ type: "sse", url: s.sseUrl }))]
 ]
 
 for (const [label, transport, config] of configs) {
@@ -59,7 +62,8 @@ for (const [label, transport, config] of configs) {
           assert.strictEqual(call!.attributes.get("gen_ai.tool.name"), "trace_context")
           assert.strictEqual(call!.attributes.get("gen_ai.operation.name"), "execute_tool")
           assert.strictEqual(call!.attributes.get("network.transport"), transport)
-          if (transport === "tcp") assert.isString(call!.attributes.get("mcp.session.id"))
+          // A stateful HTTP session has an Mcp-Session-Id (the stateless 2026-07-28 entry has none).
+          if (label === "Streamable HTTP (2025-11-25)") assert.isString(call!.attributes.get("mcp.session.id"))
           assert.strictEqual(call!.status._tag, "Ended")
           const received = McpTracing.parseTraceparent(echoed.traceparent)
           assert.isDefined(received, `server received ${JSON.stringify(echoed)}`)
