@@ -73,6 +73,13 @@ for (const [label, config] of configs) {
           assert.strictEqual(got._tag === "Some" ? got.value.uri : undefined, "demo://counter")
           const after = Number((((yield* McpSurface.readResource(demo, "demo://counter")).contents[0]) as { text: string }).text)
           assert.strictEqual(after, before + 1)
+          if (label.includes("2025-11-25")) {
+            // The stream ended (runHead): the resource was unsubscribed on the session it was subscribed on.
+            const r = yield* m.callTool("demo", "stats")
+            const requests = (JSON.parse((r.content[0] as { text: string }).text) as { requests: Record<string, number> }).requests
+            assert.strictEqual(requests["resources/subscribe"], 1)
+            assert.strictEqual(requests["resources/unsubscribe"], 1)
+          }
 
           // list_changed for resources and prompts reaches the session; the next list shows the change.
           for (const [kind, tool, args] of [
