@@ -56,6 +56,24 @@ describe("McpClientManager", () => {
       mcpServers: { demo: demo(), everything: { command: process.execPath, args: [everything, "stdio"] } }
     }))))
 
+  it.live("status shows the negotiated revision: 2026-07-28 with the demo server, an older one when it is pinned, server-everything's", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      for (const server of ["modern", "pinned", "everything"]) yield* m.listTools(server)
+      assert.strictEqual((yield* m.status("modern")).protocolVersion, "2026-07-28")
+      assert.strictEqual((yield* m.status("pinned")).protocolVersion, "2025-06-18")
+      assert.strictEqual((yield* m.status("everything")).protocolVersion, "2025-11-25")
+      // And calls work on each revision.
+      assert.strictEqual(text(yield* m.callTool("modern", "add", { a: 2, b: 3 })), "5")
+      assert.strictEqual(text(yield* m.callTool("pinned", "add", { a: 2, b: 3 })), "5")
+    }).pipe(Effect.provide(manager({
+      mcpServers: {
+        modern: demo(),
+        pinned: demo({ protocolVersion: "2025-06-18" }),
+        everything: { command: process.execPath, args: [everything, "stdio"] }
+      }
+    }))))
+
   it.live("unknown servers and tools are typed errors that list what exists", () =>
     Effect.gen(function*() {
       const m = yield* McpClientManager

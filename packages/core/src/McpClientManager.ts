@@ -260,6 +260,11 @@ export interface ServerStatus {
   readonly pool: ConnectionPool.PoolStats
   readonly tools: number | undefined
   /**
+   * The MCP revision negotiated with the server (e.g. `2026-07-28`, `2025-11-25`), as seen on the last
+   * session that listed its tools; `undefined` before any.
+   */
+  readonly protocolVersion: string | undefined
+  /**
    * The server's last real failure, `at` in `Clock` milliseconds: never the caller's own mistake (bad
    * arguments or options, unknown tool, a -32602/-32601 answer), a breaker rejection (see
    * `CircuitOpenError.openedBy`), our own pool saturating, or a deadline spent waiting for a session.
@@ -399,6 +404,8 @@ interface ServerRuntime {
   lastError: { tag: string; message: string; at: number } | undefined
   lastHealthCheck: { ok: boolean; at: number } | undefined
   toolCount: number | undefined
+  /** The revision negotiated by the last session that listed the server's tools. */
+  protocolVersion: string | undefined
   lastUnknownToolRefetch: number
   /** The pool's `acquireTimeout` for this server, in ms: a call with a shorter budget bounds its own wait. */
   readonly acquireTimeoutMs: number
@@ -526,6 +533,7 @@ const addServer = (
       lastError: undefined,
       lastHealthCheck: undefined,
       toolCount: undefined,
+      protocolVersion: undefined,
       lastUnknownToolRefetch: Number.NEGATIVE_INFINITY,
       acquireTimeoutMs: Duration.toMillis(entry.pool.acquireTimeout),
       invalidTools: new Map(),
@@ -619,7 +627,10 @@ const fetchToolList = (
   c: McpConnection,
   options: { readonly timeout: number }
 ): Effect.Effect<ListToolsResult, McpError> =>
-  c.listTools(options).pipe(
+  Effect.suspend(() => {
+    rt.protocolVersion = c.protocolVersion
+    return c.listTools(options)
+  }).pipe(
     Effect.tap(() => rt.invalidTools.size === 0 ? Effect.void : noteInvalidTools(rt, new Map())),
     Effect.catchIf(isInvalidResult, () => lenientToolList(state, rt, c, options.timeout))
   )
@@ -1293,6 +1304,7 @@ const statusOf = (state: ManagerState, rt: ServerRuntime): Effect.Effect<ServerS
       breaker: yield* rt.breaker.state,
       pool: stats,
       tools: rt.toolCount,
+      protocolVersion: rt.protocolVersion,
       lastError: rt.lastError,
       lastHealthCheck: rt.lastHealthCheck
     }
