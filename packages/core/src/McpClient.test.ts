@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { createDemoServer, DemoState, demoServerEntry, demoStdio, parseOptions } from "@keel/demo-server"
 import { InMemoryTransport } from "@modelcontextprotocol/client"
-import { Duration, Effect, Fiber, Stream } from "effect"
+import { Duration, Effect, Fiber, Option, Stream } from "effect"
 import { createRequire } from "node:module"
 import { McpClient, type McpConnection } from "./McpClient.ts"
 import type { ServerConfig } from "./ServerConfig.ts"
@@ -109,7 +109,8 @@ const conversation = (label: string, connect: (flags?: Parameters<typeof demoStd
           Effect.andThen(Effect.sleep(20)),
           Effect.repeat({ until: () => changed.pollUnsafe() !== undefined, times: 100 })
         )
-        yield* Fiber.join(changed)
+        // The stream delivered a change (an empty stream, ended without one, would be None).
+        assert.isTrue(Option.isSome(yield* Fiber.join(changed)))
         const { tools } = yield* c.listTools()
         assert.include(tools.map((t) => t.name), "weather")
       }).pipe(Effect.scoped))
@@ -292,9 +293,12 @@ describe("McpClient: protocol version negotiation", () => {
         yield* c.ping()
         // No unsolicited notifications on 2026-07-28: this comes over subscriptions/listen.
         const changed = yield* Effect.forkChild(Stream.runHead(c.toolListChanged))
-        yield* Effect.sleep(50)
-        yield* c.callTool("set_tools", { add: ["weather"] })
-        yield* Fiber.join(changed).pipe(Effect.timeout("5 seconds"))
+        // The subscription is set up when the fiber starts: retry the trigger until the change arrives.
+        yield* c.callTool("set_tools", { add: ["weather"] }).pipe(
+          Effect.andThen(Effect.sleep(20)),
+          Effect.repeat({ until: () => changed.pollUnsafe() !== undefined, times: 100 })
+        )
+        assert.isTrue(Option.isSome(yield* Fiber.join(changed).pipe(Effect.timeout("5 seconds"))))
         assert.include((yield* c.listTools()).tools.map((t) => t.name), "weather")
       }).pipe(Effect.scoped))
 
