@@ -1113,6 +1113,12 @@ export interface Registry {
   readonly events: Stream.Stream<CircuitBreakerEvent>
   /** A subscription to every breaker's events, taken now. */
   readonly subscribe: Effect.Effect<PubSub.Subscription<CircuitBreakerEvent>, never, Scope.Scope>
+  /**
+   * A subscription taken now that does not turn per-call events on: it gets every `StateTransition`, and
+   * per-call events only while another subscriber has them on (filter on `_tag`). For listeners that live
+   * beside every call (e.g. sharing transitions across replicas) at no per-call cost.
+   */
+  readonly subscribeTransitions: Effect.Effect<PubSub.Subscription<CircuitBreakerEvent>, never, Scope.Scope>
 }
 
 interface RegistryEntry {
@@ -1185,7 +1191,8 @@ export const makeRegistry = (
       ),
       stats: Effect.forEach(breakers.values(), ({ breaker }) => breaker.stats),
       events: hubStream(hub),
-      subscribe: subscribeHub(hub)
+      subscribe: subscribeHub(hub),
+      subscribeTransitions: PubSub.subscribe(hub.pubsub)
     }
     return registry
   })

@@ -219,10 +219,9 @@ export const make = (shared: SharedRedisShape): Effect.Effect<SharedBreakersShap
       }
     }).pipe(Effect.ignore)
 
-    // Transitions only, when the registry offers it: a plain `subscribe` turns the breakers' per-call events
-    // on (a few µs per call for an event nobody here reads).
-    const transitionsOnly = (registry as { readonly subscribeTransitions?: typeof registry.subscribe }).subscribeTransitions
-    const subscription = yield* (transitionsOnly ?? registry.subscribe)
+    // Transitions only: a plain `subscribe` turns the breakers' per-call events on (a few µs per call for
+    // events nobody here reads).
+    const subscription = yield* registry.subscribeTransitions
     yield* Effect.forkIn(Stream.runForEach(Stream.fromSubscription(subscription), onLocal), scope)
     yield* shared.onMessage("breaker", onRemote)
     yield* shared.onAvailable(resync)
