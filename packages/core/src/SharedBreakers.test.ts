@@ -11,7 +11,7 @@ describe("CircuitBreakerRegistry.subscribeTransitions (what SharedBreakers liste
       yield* Effect.exit(registry.execute("s", Effect.fail("boom")))
       const first = yield* PubSub.take(transitions)
       expect(first).toMatchObject({ _tag: "StateTransition", server: "s", from: "Closed", to: "Open" })
-      expect(yield* PubSub.size(transitions)).toBe(0)
+      expect(yield* PubSub.remaining(transitions)).toBe(0)
 
       // With a full subscriber, per-call events flow (and reach this subscription too).
       const all = yield* registry.subscribe
