@@ -17,7 +17,6 @@ import { NodeRuntime } from "@effect/platform-node"
 import { CircuitBreakerRegistry } from "@keel/core/CircuitBreaker"
 import { McpClientManager } from "@keel/core/McpClientManager"
 import * as ScaleOut from "@keel/core/ScaleOut"
-import { ServerLimits } from "@keel/core/ServerLimits"
 import { SharedRedis } from "@keel/core/SharedRedis"
 import { startRedis } from "@keel/core/testing/redisServer"
 import { spawnDemoHttp } from "@keel/demo-server"
@@ -106,13 +105,12 @@ const program = Effect.gen(function*() {
 
   // --- shared rate limit ------------------------------------------------------------------------------
   yield* Console.log("\nshared rate limit (limited: 5 calls a minute, across replicas)")
-  const limitsA = on(A, ServerLimits)
-  const limitsB = on(B, ServerLimits)
   const addBefore = yield* served("add")
   let allowed = 0
   for (let i = 0; i < 10; i++) {
-    const [name, mcp, limits] = i % 2 === 0 ? ["A", mcpA, limitsA] as const : ["B", mcpB, limitsB] as const
-    const r = yield* Effect.result(limits.run("limited", mcp.callTool("limited", "add", { a: i, b: 1 })))
+    const [name, mcp] = i % 2 === 0 ? ["A", mcpA] as const : ["B", mcpB] as const
+    // The manager applies the rate limit itself (ScaleOut's layers give it the ServerLimits service).
+    const r = yield* Effect.result(mcp.callTool("limited", "add", { a: i, b: 1 }))
     if (Result.isSuccess(r)) allowed++
     const f = Result.isFailure(r) ? r.failure : undefined
     yield* Console.log(`  ${name}: add → ${f === undefined ? "ok" : f._tag === "RateLimitedError" ? `RateLimitedError (retry after ${(Duration.toMillis(f.retryAfter) / 1000).toFixed(1)} s)` : f._tag}`)

@@ -110,7 +110,7 @@
  */
 import type { CallToolResult, ListToolsResult, Tool } from "@modelcontextprotocol/client"
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/client/validators/ajv"
-import { Cause, Clock, Context, Duration, Effect, type Exit, Layer, Metric, Redacted, Schedule, Schema, Stream } from "effect"
+import { Cause, Clock, Context, Duration, Effect, type Exit, Layer, Metric, Option, Redacted, Schedule, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
 import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
@@ -133,6 +133,7 @@ import { McpConfigError, networkTransport, type ServerConfig, type ServerConfigI
 import * as SessionHooks from "./SessionHooks.ts"
 import { type InvalidTimeout, type ResolvedTimeout, resolveTimeout, serverTimeoutMs } from "./Timeouts.ts"
 import { ToolCache, type ToolCacheShape } from "./ToolCache.ts"
+import { type BulkheadTimeoutError, type RateLimitedError, ServerLimits } from "./ServerLimits.ts"
 import type {
   CompleteResult,
   GetPromptResult,
@@ -169,6 +170,8 @@ export type CallToolError =
   | CircuitBreaker.CircuitOpenError
   | ConnectionPool.PoolError
   | ToolFilter.ToolDeniedError
+  | RateLimitedError
+  | BulkheadTimeoutError
 
 /**
  * Everything `listTools` can fail with.
@@ -1375,7 +1378,20 @@ export const make = (
       const interval = options.healthCheckInterval
       yield* Effect.forkScoped(Effect.andThen(Effect.sleep(interval), Effect.repeat(healthCheckAll(state), Schedule.spaced(interval))))
     }
-    return makeManager(state, yield* McpAuth.McpAuth)
+    const manager = makeManager(state, yield* McpAuth.McpAuth)
+    // Per-server rate limits and bulkheads (`keel.rateLimit`, `keel.maxConcurrentCalls`) when a ServerLimits
+    // is in context (ScaleOut's layers): one deadline covers the waits and the call, which gets what is left.
+    const limits = yield* Effect.serviceOption(ServerLimits)
+    if (Option.isNone(limits)) return manager
+    const lim = limits.value
+    const callTool: Manager["callTool"] = (server, tool, args, callOptions) => {
+      if (!lim.limited(server)) return manager.callTool(server, tool, args, callOptions)
+      const timeouts = state.config.servers.find((s) => s.name === server)?.timeouts
+      const configured = timeouts?.tools[tool] ?? timeouts?.call
+      const budget = callOptions?.timeout ?? (Duration.isDuration(configured) ? configured : "30 seconds")
+      return lim.runWithin(server, budget, (remaining) => manager.callTool(server, tool, args, { ...callOptions, timeout: remaining }))
+    }
+    return { ...manager, callTool }
   })
 
 // ---------------------------------------------------------------------------------------------------------

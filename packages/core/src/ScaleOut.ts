@@ -6,8 +6,8 @@
  * ```ts
  * const program = Effect.gen(function*() {
  *   const mcp = yield* McpClientManager
- *   const limits = yield* ServerLimits
- *   const result = yield* limits.run("github", mcp.callTool("github", "search", { q: "effect" }, { timeout: "5 seconds" }), { timeout: "5 seconds" })
+ *   // Within github's bulkhead and shared rate limit: RateLimitedError / BulkheadTimeoutError when over.
+ *   const result = yield* mcp.callTool("github", "search", { q: "effect" }, { timeout: "5 seconds" })
  * }).pipe(Effect.provide(ScaleOut.layerFile("mcp.json")))
  * ```
  *
@@ -19,7 +19,7 @@
  *
  * @since 0.3.0
  */
-import { Duration, Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option } from "effect"
 import type { CallToolResult } from "@modelcontextprotocol/client"
 import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
 import * as ConnectionPool from "./ConnectionPool.ts"
@@ -96,9 +96,9 @@ const decode = (json: unknown) =>
 export const layerConfig = (json: unknown): Layer.Layer<Services | McpConfig, McpConfigError> => Layer.unwrap(decode(json))
 
 /**
- * `McpClientManager.callTool` within the server's bulkhead and rate limit (`keel.maxConcurrentCalls`,
- * `keel.rateLimit`), all within one deadline: the call's `timeout` (else the tool's or server's configured
- * call timeout) covers the waits in the bulkhead and for the rate limit, and the call gets what is left.
+ * `McpClientManager.callTool`. With `ScaleOut`'s layers the manager finds the `ServerLimits` service and
+ * applies each server's bulkhead and rate limit itself (one deadline covers the waits and the call); this
+ * accessor only spells out the widened error type.
  *
  * @since 0.3.0
  * @category calls
@@ -108,13 +108,5 @@ export const callTool = (
   tool: string,
   args?: Record<string, unknown>,
   options?: ManagerCallOptions
-): Effect.Effect<CallToolResult, CallToolError | RateLimitedError | BulkheadTimeoutError, McpClientManager | ServerLimits | McpConfig> =>
-  Effect.gen(function*() {
-    const mcp = yield* McpClientManager
-    const limits = yield* ServerLimits
-    const config = yield* McpConfig
-    const timeouts = config.servers.find((s) => s.name === server)?.timeouts
-    const configured = timeouts?.tools[tool] ?? timeouts?.call
-    const budget = options?.timeout ?? (configured !== undefined && configured !== null && Duration.isDuration(configured) ? configured : "30 seconds")
-    return yield* limits.runWithin(server, budget, (remaining) => mcp.callTool(server, tool, args, { ...options, timeout: remaining }))
-  })
+): Effect.Effect<CallToolResult, CallToolError | RateLimitedError | BulkheadTimeoutError, McpClientManager> =>
+  Effect.flatMap(Effect.service(McpClientManager), (mcp) => mcp.callTool(server, tool, args, options))

@@ -103,6 +103,8 @@ export interface ServerLimitsShape {
     budget: Duration.Input,
     f: (remaining: Duration.Duration) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | RateLimitedError | BulkheadTimeoutError, R>
+  /** Whether `server` has a rate limit or a bulkhead. */
+  readonly limited: (server: string) => boolean
   /** Sets (or replaces) a server's limits. */
   readonly set: (server: string, limits: ServerLimitsConfig) => Effect.Effect<void>
 }
@@ -239,6 +241,10 @@ export const make = (
     return {
       run,
       runWithin,
+      limited: (server) => {
+        const entry = entries.get(server)
+        return entry !== undefined && (entry.rateLimit !== undefined || entry.semaphore !== undefined)
+      },
       set: (server, limits) => Effect.map(entryOf(limits), (entry) => void entries.set(server, entry))
     } satisfies ServerLimitsShape
   })

@@ -13,7 +13,7 @@ import { createInterface } from "node:readline"
 import { CircuitBreakerRegistry } from "../src/CircuitBreaker.ts"
 import { McpClientManager } from "../src/McpClientManager.ts"
 import * as ScaleOut from "../src/ScaleOut.ts"
-import { rateLimitDecisions, ServerLimits } from "../src/ServerLimits.ts"
+import { rateLimitDecisions } from "../src/ServerLimits.ts"
 import { propagationDelay } from "../src/SharedBreakers.ts"
 import { SharedRedis, sharedStateErrors } from "../src/SharedRedis.ts"
 import { invalidations } from "../src/SharedToolCache.ts"
@@ -24,7 +24,6 @@ type Command = { id: number; op: string; [k: string]: unknown }
 
 const program = Effect.gen(function*() {
   const mcp = yield* McpClientManager
-  const limits = yield* ServerLimits
   const registry = yield* CircuitBreakerRegistry
   const shared = yield* Effect.serviceOption(SharedRedis)
 
@@ -48,8 +47,8 @@ const program = Effect.gen(function*() {
         return Effect.gen(function*() {
           const start = yield* Clock.currentTimeMillis
           const r = yield* Effect.result(
-            limits.runWithin(server, timeout, (remaining) =>
-              mcp.callTool(server, c.tool as string, (c.args ?? {}) as Record<string, unknown>, { timeout: remaining }))
+            // The manager applies the server's bulkhead and rate limit itself (ServerLimits in context).
+            mcp.callTool(server, c.tool as string, (c.args ?? {}) as Record<string, unknown>, { timeout })
           )
           const ms = (yield* Clock.currentTimeMillis) - start
           if (Result.isSuccess(r)) {
