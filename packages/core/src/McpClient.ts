@@ -522,6 +522,23 @@ const buildTransport = (
  */
 class InPlaceProbeStdioTransport extends StdioClientTransport {}
 
+/**
+ * Whether a tool's `inputSchema` declares any `x-mcp-header` (memoised per tool object). Only then is the
+ * definition handed to the SDK's `callTool` (`toolDefinition`): with it the SDK re-scans the schema and
+ * compiles the output validator on every call (its own source, `Client.callTool`), while without it the SDK
+ * uses its memoised validator. Measured in one in-process run (bench/manager-inprocess.bench.ts, noisy):
+ * Keel's added CPU per fused call 31.9 µs before, 26.8 µs after.
+ */
+const declaresHeaders = (tool: Tool): boolean => {
+  let known = headerDeclarations.get(tool)
+  if (known === undefined) {
+    known = JSON.stringify(tool.inputSchema ?? {}).includes("\"x-mcp-header\"")
+    headerDeclarations.set(tool, known)
+  }
+  return known
+}
+const headerDeclarations = new WeakMap<Tool, boolean>()
+
 /** The revisions Keel speaks, newest first (the SDK's `initialize` list plus 2026-07-28). */
 export const SUPPORTED_PROTOCOL_VERSIONS: ReadonlyArray<string> = ["2026-07-28", ...SDK_SUPPORTED_PROTOCOL_VERSIONS]
 
@@ -705,6 +722,8 @@ const make = (
     yield* Effect.annotateCurrentSpan({ "mcp.protocol.version": protocolVersion ?? "unknown" })
     /** The definitions from this session's last `listTools`, for `toolDefinition` on `callTool`. */
     let knownTools = new Map<string, Tool>()
+    /** `Mcp-Param-*` headers exist only on HTTP (SEP-2243); over stdio the definition would only cost time. */
+    const mirrorsHeaders = config.type !== "stdio"
 
     const closedNow = () => closedReason
     const closedError = (method: string) => new McpClosedError({ server: name, method, message: closedReason ?? "closed" })
@@ -786,10 +805,10 @@ const make = (
         "tools/call",
         callOptions,
         (opts, meta) => {
-          const tool = callOptions?.tool ?? knownTools.get(name_)
+          const tool = mirrorsHeaders ? (callOptions?.tool ?? knownTools.get(name_)) : undefined
           return client.callTool(
             withMeta({ name: name_, arguments: args ?? {} }, meta),
-            tool !== undefined ? { ...opts, toolDefinition: tool } : opts
+            tool !== undefined && declaresHeaders(tool) ? { ...opts, toolDefinition: tool } : opts
           ) as Promise<CallToolResult>
         },
         { tool: name_ }
