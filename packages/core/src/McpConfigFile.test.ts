@@ -99,6 +99,10 @@ describe("McpConfigFile", () => {
         [{ mcpServer: { a: { command: "node" } }, mcpServers: {} }, "mcpServer", /did you mean "mcpServers"/],
         [{ mcpServers: {}, keel: { defaults: {}, defualts: {} } }, "keel.defualts", /did you mean "defaults"/],
         [{ mcpServers: {}, keel: { poool: {} } }, "keel.poool", /did you mean "defaults.pool"/],
+        // Scale-out sections given to the in-process graph: where they belong, not "unknown key".
+        [{ mcpServers: {}, keel: { redis: { url: "redis://127.0.0.1:6379" } } }, "keel.redis", /ScaleOut\.layerFile/],
+        [{ mcpServers: { a: { command: "node", keel: { rateLimit: { limit: 5, window: 1000 } } } } }, "mcpServers.a.keel.rateLimit", /ScaleOut/],
+        [{ mcpServers: { a: { command: "node", keel: { maxConcurrentCalls: 4 } } } }, "mcpServers.a.keel.maxConcurrentCalls", /ScaleOut/],
         // Timeouts that would time out every request (case 5).
         [{ mcpServers: { a: { command: "node", keel: { timeouts: { call: 0 } } } } }, "mcpServers.a.keel.timeouts.call", /positive/],
         [{ mcpServers: { a: { command: "node", keel: { timeouts: { call: -5 } } } } }, "mcpServers.a.keel.timeouts.call", /positive/],

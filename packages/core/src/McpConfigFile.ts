@@ -193,6 +193,20 @@ const checkKeys = (
   return Effect.void
 }
 
+/** Sections that only `ScaleOut`'s layers read (see the README's "Scale-out on Redis"). */
+const SCALE_OUT_SERVER_KEYS = ["rateLimit", "maxConcurrentCalls"] as const
+
+/**
+ * A scale-out section given to the in-process graph: say where it belongs instead of "unknown key", since
+ * silently running without the shared state or the limits would be worse than failing.
+ */
+const scaleOutOnly = (path: string) =>
+  new McpConfigError({
+    path,
+    message: "read only by ScaleOut's layers: load this file with ScaleOut.layerFile / ScaleOut.layerConfig " +
+      "(McpClientManager.layerFile runs in-process, without shared state or limits)"
+  })
+
 /** The field names of a Struct schema. */
 const fieldsOf = (schema: { readonly fields: Record<string, unknown> }): ReadonlyArray<string> => Object.keys(schema.fields)
 
@@ -334,7 +348,10 @@ export const decodePolicies = (
 ): Effect.Effect<Pick<ServerEntry, "pool" | "breaker" | "timeouts" | "tools">, McpConfigError> =>
   Effect.gen(function*() {
     if (own !== undefined && !isRecord(own)) return yield* new McpConfigError({ path, message: "Expected an object" })
-    if (own !== undefined) yield* checkKeys(own, ["pool", "breaker", "timeouts", "cache", "tools"], path)
+    if (own !== undefined) {
+      for (const k of SCALE_OUT_SERVER_KEYS) if (k in own) return yield* scaleOutOnly(`${path}.${k}`)
+      yield* checkKeys(own, ["pool", "breaker", "timeouts", "cache", "tools"], path)
+    }
     if (own?.cache !== undefined) {
       return yield* new McpConfigError({
         path: `${path}.cache`,
@@ -379,6 +396,7 @@ export const decodeConfig = (
     if (keel !== undefined) {
       for (const k of Object.keys(keel)) {
         if (k === "defaults") continue
+        if (k === "redis") return yield* scaleOutOnly("keel.redis")
         // `keel.poool` / `keel.pool`: the sections live under `keel.defaults`.
         const section = closest(k, ["pool", "cache", "breaker", "timeouts"])
         const meant = section !== undefined ? `defaults.${section}` : closest(k, ["defaults"])
