@@ -848,20 +848,17 @@ const reject = (core: Core, now: number): Effect.Effect<never, CircuitOpenError>
   })
 
 /**
- * Records a finished call synchronously: one step of the machine on the `Ref`'s value (what `Ref.modify`
- * does, without an effect), then counters and the event; returns the reaction to run, if any.
+ * After a completion step: the counters, the `CallRecorded` event (only with listeners), and the reaction
+ * to run, if any. Shared by {@link record} and {@link recordUnsafe}.
  */
-const recordUnsafe = (
+const afterRecord = (
   core: Core,
-  generation: number,
+  out: Machine.Output,
+  verdict: Verdict,
+  exit: Exit.Exit<unknown, unknown>,
   start: number,
-  exit: Exit.Exit<unknown, unknown>
+  now: number
 ): Effect.Effect<void> | undefined => {
-  const now = core.clock.currentTimeMillisUnsafe()
-  const verdict = verdictOf(core, exit)
-  if (verdict === "failure" && exit._tag === "Failure") core.lastFailure = Cause.squash(exit.cause)
-  const [out, next] = Machine.complete(core.settings, Ref.getUnsafe(core.ref), generation, verdict, now - start, now)
-  core.ref.ref.current = next
   ;(verdict === "success" ? core.mSuccess : verdict === "failure" ? core.mFailure : core.mIgnored)
     .updateUnsafe(1, core.context)
   if (out.slow) core.mSlow.updateUnsafe(1, core.context)
@@ -884,9 +881,48 @@ const recordUnsafe = (
   return needsReaction(core, out) ? react(core, out) : undefined
 }
 
-/** Records a finished call: one machine step on the `Ref`, then counters, the event, and any transition. */
+/** The verdict of a finished call, remembering a counted failure as the cause of a later opening. */
+const verdictFor = (core: Core, exit: Exit.Exit<unknown, unknown>): Verdict => {
+  const verdict = verdictOf(core, exit)
+  if (verdict === "failure" && exit._tag === "Failure") core.lastFailure = Cause.squash(exit.cause)
+  return verdict
+}
+
+/**
+ * Records a finished call synchronously, for the fused `callTool` step: the same machine step `record`
+ * runs through `Ref.modify`, applied to the `Ref`'s value in place (what `Ref.modify` itself does, without
+ * an effect around it; Effect 4.1 has `Ref.getUnsafe` but no synchronous modify), then {@link afterRecord}.
+ * Returns the reaction to run, if any.
+ */
+const recordUnsafe = (
+  core: Core,
+  generation: number,
+  start: number,
+  exit: Exit.Exit<unknown, unknown>
+): Effect.Effect<void> | undefined => {
+  const now = core.clock.currentTimeMillisUnsafe()
+  const verdict = verdictFor(core, exit)
+  const [out, next] = Machine.complete(core.settings, Ref.getUnsafe(core.ref), generation, verdict, now - start, now)
+  core.ref.ref.current = next
+  return afterRecord(core, out, verdict, exit, start, now)
+}
+
+/**
+ * Records a call that finished just now (called from its `onExit`): one `Ref.modify` with the machine's
+ * completion step, then {@link afterRecord}.
+ */
+const recordNow = (core: Core, generation: number, start: number, exit: Exit.Exit<unknown, unknown>) => {
+  const now = core.clock.currentTimeMillisUnsafe()
+  const verdict = verdictFor(core, exit)
+  return Effect.flatMap(
+    Ref.modify(core.ref, (s) => Machine.complete(core.settings, s, generation, verdict, now - start, now)),
+    (out) => afterRecord(core, out, verdict, exit, start, now) ?? Effect.void
+  )
+}
+
+/** {@link recordNow}, reading the clock when it runs. */
 const record = (core: Core, generation: number, start: number, exit: Exit.Exit<unknown, unknown>) =>
-  Effect.suspend(() => recordUnsafe(core, generation, start, exit) ?? Effect.void)
+  Effect.suspend(() => recordNow(core, generation, start, exit))
 
 /** The synchronous permit of a closed (or metrics-only) breaker with nothing due; else `undefined`. */
 const tryAcquireUnsafe = (core: Core): number | undefined => {
@@ -894,8 +930,22 @@ const tryAcquireUnsafe = (core: Core): number | undefined => {
   return (s.state === "Closed" || s.state === "MetricsOnly") && s.deadline === core.timerDeadline ? s.generation : undefined
 }
 
-/** Admission (one `Ref.modify`), then the call with its outcome recorded, or a rejection. */
+/**
+ * A closed breaker with nothing due admits without changing its state (`Machine.acquire` returns it as it
+ * is), so the common call reads the permit synchronously and records its outcome with one `Ref.modify`;
+ * every other state takes {@link executeGeneral}. Nothing can interrupt between the read and `onExit`
+ * registering the recording (one synchronous step), and `onExit`'s finalizer runs uninterruptibly.
+ */
 const execute = <A, E, R>(core: Core, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
+  Effect.suspend(() => {
+    const generation = tryAcquireUnsafe(core)
+    if (generation === undefined) return executeGeneral(core, self)
+    const start = core.clock.currentTimeMillisUnsafe()
+    return Effect.onExit(self, (exit) => recordNow(core, generation, start, exit))
+  })
+
+/** Admission (one `Ref.modify`), then the call with its outcome recorded, or a rejection. */
+const executeGeneral = <A, E, R>(core: Core, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R> =>
   Effect.uninterruptibleMask((restore) => {
     const start = core.clock.currentTimeMillisUnsafe()
     return Effect.flatMap(
