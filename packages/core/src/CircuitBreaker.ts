@@ -26,10 +26,21 @@
  * How it is built: the rules are the pure functions of `CircuitBreakerMachine.ts`
  * (`(state, event, now) → [output, state]`). A breaker holds its whole state (automaton, window, counters)
  * in one `Ref` changed only with `Ref.modify`: one `modify` admits a call, one records its outcome, so
- * admission is atomic. The shell around it publishes the transitions a step reports (events, metrics),
+ * admission is atomic. A closed breaker with nothing due is the exception that writes nothing: admission
+ * there leaves the state as it is, so it is a plain read, and only the outcome goes through `Ref.modify`
+ * (closed-path overhead 1.07 µs median against opossum's 1.03 µs in the same benchmark run; two `modify`s
+ * measured 1.46–1.61 µs). The fused `callTool` step's `recordUnsafe` applies the same completion step to
+ * the `Ref`'s value in place (Effect 4.1 has `Ref.getUnsafe` but no synchronous modify). The shell around it
+ * publishes the transitions a step reports (events, metrics),
  * keeps one timer fiber on the current deadline, and steps the Open-wait `Schedule` in Effect after every
  * opening and close, handing the next wait back to the machine (so the machine never runs an effect, and
  * the schedule may draw jitter from `Random`). Config decoding is an Effect failing with `McpConfigError`.
+ *
+ * Why not Effect's own `effect/unstable/persistence` `CircuitBreaker`: it has `consecutive` and `rate` trip
+ * policies and a `Schedule` open duration, but no slow-call rate, no multi-permit half-open with a success
+ * threshold, no half-open max wait and no manual states, all of which Keel's tests pin (and the seed asks for
+ * `MaxHalfOpenRequests` / `SuccessThreshold`). For several replicas, Keel shares this breaker's transitions
+ * through Redis instead (`SharedBreakers`), so the closed path pays no round trip.
  *
  * Seed (Go tutorial) names map as follows:
  *
