@@ -82,6 +82,12 @@ describe("McpClientManager: keel.tools filters", () => {
       assert.strictEqual(stats.calls.slow, undefined)
       const offered = Object.keys((yield* mcp.toolkit({ servers: ["demo"] })).tools).sort()
       assert.deepStrictEqual(offered, ["demo__add", "demo__echo", "demo__set_prompts", "demo__set_resources", "demo__stats"])
+      // An unknown tool (allowed by "set_*", so not denied) lists only what the caller may call.
+      const unknown = yield* Effect.flip(mcp.callTool("demo", "set_nothing", {}))
+      assert.strictEqual(unknown._tag, "UnknownToolError")
+      const available = [...((unknown as { available?: ReadonlyArray<string> }).available ?? [])].sort()
+      assert.deepStrictEqual(available, ["add", "echo", "set_prompts", "set_resources", "stats"])
+      assert.notInclude((unknown as { message: string }).message, "set_tools")
       // The unfiltered server is untouched.
       assert.include((yield* mcp.listTools("open")).map((t) => t.name), "slow")
     }).pipe(Effect.provide(McpClientManager.layerConfig({

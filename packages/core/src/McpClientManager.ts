@@ -803,7 +803,8 @@ const refetchTool = (
         })
       )
     }
-    const names = result.tools.map((t) => t.name)
+    // Denied tools are neither listed nor named here (keel.tools).
+    const names = ToolFilter.apply(rt.toolFilter, result.tools).map((t) => t.name)
     return Effect.fail(
       new UnknownToolError({
         server: rt.entry.name,
