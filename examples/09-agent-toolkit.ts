@@ -10,7 +10,8 @@
  * turn without rebuilding the toolkit; `keel.tools.deny` keeps tools away from the model (and from calls).
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { McpClientManager, McpToolkit } from "@keel/core"
+import { McpClientManager } from "@keel/core"
+import * as McpToolkit from "@keel/core/McpToolkit"
 import { demoStdio } from "@keel/demo-server"
 import { Console, Effect, Stream } from "effect"
 import { LanguageModel } from "effect/ai"

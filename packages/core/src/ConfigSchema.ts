@@ -22,7 +22,10 @@
  *
  * @since 0.2.0
  */
-import { Duration, Effect, Schema, SchemaIssue } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
 
 /**
  * A setting is invalid. `path` names it (`mcpServers.github.keel.breaker.failureRateThreshold`), `message`

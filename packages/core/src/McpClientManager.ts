@@ -110,7 +110,19 @@
  */
 import type { CallToolResult, ListToolsResult, Tool } from "@modelcontextprotocol/client"
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/client/validators/ajv"
-import { Cause, Clock, Context, Duration, Effect, type Exit, Layer, Metric, Option, Redacted, Schedule, Schema, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type * as Scope from "effect/Scope"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
 import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
@@ -147,7 +159,7 @@ import type {
 } from "@modelcontextprotocol/client"
 import type { ListLimitError } from "./McpLists.ts"
 import * as McpSurface from "./McpSurface.ts"
-import * as McpToolkit from "./McpToolkit.ts"
+import type * as McpToolkit from "./McpToolkit.ts"
 import * as ToolFilter from "./ToolFilter.ts"
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1451,12 +1463,15 @@ const surfaceOperations = (state: ManagerState) => ({
     context?: Record<string, string>,
     options?: McpSurface.SurfaceOptions
   ) => withSurface(state, server, (a) => McpSurface.complete(a, ref, argument, context, options)),
+  // `McpToolkit` loads `effect/ai` (~140 ms of import time, measured in bench/RESULTS.md): loaded on first use,
+  // so a program that never builds a toolkit never pays for it.
   toolkit: (options?: McpToolkit.ToolkitOptions) =>
-    McpToolkit.toolkit({
-      servers: Effect.sync(() => [...state.runtimes.keys()]),
-      listTools: (server, o) => listToolsOf(state, server, o?.credential),
-      callTool: (server, tool, args, o) => callTool(state, server, tool, args, o)
-    }, options)
+    Effect.flatMap(Effect.promise(() => import("./McpToolkit.ts")), (McpToolkitModule) =>
+      McpToolkitModule.toolkit({
+        servers: Effect.sync(() => [...state.runtimes.keys()]),
+        listTools: (server, o) => listToolsOf(state, server, o?.credential),
+        callTool: (server, tool, args, o) => callTool(state, server, tool, args, o)
+      }, options))
 })
 
 /** The manager's operations over its state. */

@@ -14,7 +14,8 @@
  *
  * @since 0.2.0
  */
-import { Context, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Layer from "effect/Layer"
 import type { McpConfigError } from "./ConfigSchema.ts"
 import * as ConnectionPool from "./ConnectionPool.ts"
 import { decodeConfig, loadConfigFile, type McpConfigShape } from "./McpConfigFile.ts"

@@ -39,7 +39,9 @@
  * @since 0.1.0
  */
 import { readFile } from "node:fs/promises"
-import { Duration, Effect, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { CircuitBreakerConfig, decode as decodeBreaker } from "./CircuitBreaker.ts"
 import { ConnectionPoolConfig, PoolSettings } from "./ConnectionPool.ts"
 import {

@@ -13,7 +13,7 @@
  *
  * @since 0.3.0
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /** The default cap on the pages of one list walk. @since 0.3.0 @category limits */
 export const DEFAULT_MAX_PAGES = 64

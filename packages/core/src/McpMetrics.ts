@@ -48,7 +48,13 @@
  *
  * @since 0.1.0
  */
-import { Cause, Context, Effect, Exit, Metric, Schema, type Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 
 // ---------------------------------------------------------------------------------------------------------
 // Names

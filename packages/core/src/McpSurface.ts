@@ -28,7 +28,10 @@ import type {
   ResourceTemplateType as ResourceTemplate,
   ResourceUpdatedNotificationParams
 } from "@modelcontextprotocol/client"
-import { Effect, Schedule, Schema, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type * as Cause from "effect/Cause"
 import type * as CircuitBreaker from "./CircuitBreaker.ts"
 import type { ToolCacheShape } from "./ToolCache.ts"

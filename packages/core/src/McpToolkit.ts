@@ -27,7 +27,8 @@
  * @since 0.3.0
  */
 import type { CallToolResult, Tool as McpTool } from "@modelcontextprotocol/client"
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { Tool, Toolkit } from "effect/ai"
 import { displayName, type UnknownServerError } from "./ManagerErrors.ts"
 import type { ListToolsError, Manager } from "./McpClientManager.ts"

@@ -22,7 +22,8 @@
  * @since 0.3.0
  */
 import { BAGGAGE_META_KEY, TRACEPARENT_META_KEY, TRACESTATE_META_KEY } from "@modelcontextprotocol/client"
-import { Context, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Layer from "effect/Layer"
 import type * as Tracer from "effect/Tracer"
 
 /**

@@ -19,7 +19,9 @@
  *
  * @since 0.3.0
  */
-import { Effect, Layer, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type { CallToolResult } from "@modelcontextprotocol/client"
 import { CircuitBreakerRegistry } from "./CircuitBreaker.ts"
 import * as ConnectionPool from "./ConnectionPool.ts"

@@ -32,7 +32,11 @@
  * @since 0.3.0
  */
 import { readFile } from "node:fs/promises"
-import { Duration, Effect, Option, Redacted, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import { configError, McpConfigError } from "./ConfigSchema.ts"
 
 const RedisUrl = Schema.String.check(

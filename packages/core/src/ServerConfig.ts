@@ -16,7 +16,9 @@
  *
  * @since 0.1.0
  */
-import { Effect, Redacted, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import { configError, formatPath, McpConfigError } from "./ConfigSchema.ts"
 import { AuthConfig } from "./McpAuth.ts"
 

@@ -24,7 +24,17 @@
  *
  * @since 0.3.0
  */
-import { Clock, Context, Duration, Effect, Layer, Metric, Option, Result, Schema, Scope, Semaphore } from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as RateLimiter from "effect/persistence/RateLimiter"
 import * as Redis from "effect/persistence/Redis"
 import type { RateLimitConfig, ServerLimitsConfig } from "./ScaleOutConfig.ts"

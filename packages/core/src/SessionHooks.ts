@@ -22,7 +22,10 @@
  * @since 0.2.0
  */
 import type { ElicitRequest, ElicitResult } from "@modelcontextprotocol/client"
-import { Context, Effect, Layer, type Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import type { ConnectOptions, McpConnection } from "./McpClient.ts"
 import * as McpMetrics from "./McpMetrics.ts"
 import { networkTransport, type ServerConfig } from "./ServerConfig.ts"

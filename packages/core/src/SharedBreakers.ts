@@ -28,7 +28,15 @@
  *
  * @since 0.3.0
  */
-import { Clock, Duration, Effect, Fiber, Layer, Metric, Option, Scope, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { type CircuitBreakerEvent, CircuitBreakerRegistry, type StateTransition } from "./CircuitBreaker.ts"
 import { type BusMessage, SharedRedis, type SharedRedisShape } from "./SharedRedis.ts"
 

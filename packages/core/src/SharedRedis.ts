@@ -25,7 +25,16 @@
 // Types only: the module (and the `redis` client under it, optional peers of @keel/core) is loaded when a
 // `keel.redis` section is used, so Keel without Redis never needs them installed.
 import type { NodeRedis } from "@effect/platform-node/NodeRedis"
-import { Clock, Context, Duration, Effect, Layer, Metric, Queue, References, Schema, Scope } from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Queue from "effect/Queue"
+import * as References from "effect/References"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as Redis from "effect/persistence/Redis"
 import { type RedisConfig, redisClientOptions } from "./ScaleOutConfig.ts"
 

@@ -20,7 +20,14 @@
  * @since 0.3.0
  */
 import type { ListToolsResult } from "@modelcontextprotocol/client"
-import { Clock, Duration, Effect, Layer, Metric, Option, Scope, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { McpConfig } from "./McpConfig.ts"
 import { SharedRedis, type SharedRedisShape } from "./SharedRedis.ts"
 import { ToolCache, type ToolCacheShape } from "./ToolCache.ts"

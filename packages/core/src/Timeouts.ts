@@ -16,7 +16,9 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 
 /**
  * A timeout: a positive number of milliseconds (`Infinity`, or `null` in a file, for none). Zero and negative

@@ -71,7 +71,14 @@
  * @since 0.1.0
  */
 import type { ListToolsResult } from "@modelcontextprotocol/client"
-import { Context, Duration, Effect, Layer, Option, Schema, type Scope, Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type * as EvictionPolicy from "./EvictionPolicy.ts"
 import * as KeyedCache from "./KeyedCache.ts"
 

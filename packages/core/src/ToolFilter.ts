@@ -12,7 +12,7 @@
  *
  * @since 0.3.0
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /**
  * The `keel.tools` section of a server.

@@ -44,8 +44,14 @@ export * as McpLists from "./McpLists.ts"
 export * as McpMetrics from "./McpMetrics.ts"
 /** @since 0.3.0 */
 export * as McpSurface from "./McpSurface.ts"
-/** @since 0.3.0 */
-export * as McpToolkit from "./McpToolkit.ts"
+/**
+ * Types only here: the values (`toolkit`, `toolName`, `VALID_NAME`, ...) are in `@keel/core/McpToolkit`,
+ * which loads `effect/ai` (about 140 ms of import time on the benchmark machine), so a program that never
+ * builds a toolkit does not load it. `manager.toolkit()` loads it on first use.
+ *
+ * @since 0.3.0
+ */
+export type * as McpToolkit from "./McpToolkit.ts"
 /** @since 0.3.0 */
 export * as McpTracing from "./McpTracing.ts"
 /** @since 0.2.0 */

@@ -14,7 +14,8 @@ import * as OtelMetrics from "@effect/opentelemetry/OtelMetrics"
 import type { Resource } from "@effect/opentelemetry/Resource"
 import * as McpMetrics from "@keel/core/McpMetrics"
 import type { CollectionResult, MetricCollectOptions, MetricData, MetricProducer, MetricReader } from "@opentelemetry/sdk-metrics"
-import { Effect, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 
 /**
  * Options for {@link register}.

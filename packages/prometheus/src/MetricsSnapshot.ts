@@ -19,7 +19,9 @@
  * @since 0.1.0
  */
 import * as McpMetrics from "@keel/core/McpMetrics"
-import { Effect, Metric, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
 
 // ---------------------------------------------------------------------------------------------------------
 // Schema
