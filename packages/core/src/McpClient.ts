@@ -82,6 +82,7 @@ import {
 } from "./McpError.ts"
 import { DEFAULT_MAX_ITEMS, DEFAULT_MAX_PAGES, ListLimitError, type ListMethod, ListKeys, walkPages } from "./McpLists.ts"
 import * as McpMetrics from "./McpMetrics.ts"
+import { callToolDirect } from "./McpToolCall.ts"
 import * as McpTracing from "./McpTracing.ts"
 import { type HttpServerConfig, revealAll, type ServerConfig, type SseServerConfig } from "./ServerConfig.ts"
 
@@ -736,6 +737,8 @@ const make = (
     let knownTools = new Map<string, Tool>()
     /** `Mcp-Param-*` headers exist only on HTTP (SEP-2243); over stdio the definition would only cost time. */
     const mirrorsHeaders = config.type !== "stdio"
+    /** The SDK's own output validation is replaced by McpToolCall's unless the session brings its own validator. */
+    const directCalls = options?.sdkOptions?.jsonSchemaValidator === undefined
 
     const closedNow = () => closedReason
     const closedError = (method: string) => new McpClosedError({ server: name, method, message: closedReason ?? "closed" })
@@ -817,11 +820,16 @@ const make = (
         "tools/call",
         callOptions,
         (opts, meta) => {
-          const tool = mirrorsHeaders ? (callOptions?.tool ?? knownTools.get(name_)) : undefined
-          return client.callTool(
-            withMeta({ name: name_, arguments: args ?? {} }, meta),
-            tool !== undefined && declaresHeaders(tool) ? { ...opts, toolDefinition: tool } : opts
-          ) as Promise<CallToolResult>
+          const tool = callOptions?.tool ?? knownTools.get(name_)
+          const params = withMeta({ name: name_, arguments: args ?? {} }, meta)
+          if (tool === undefined) return client.callTool(params, opts) as Promise<CallToolResult>
+          // 2026-07-28 over HTTP: the SDK mirrors the tool's `x-mcp-header` arguments into headers.
+          if (mirrorsHeaders && declaresHeaders(tool)) {
+            return client.callTool(params, { ...opts, toolDefinition: tool }) as Promise<CallToolResult>
+          }
+          // A known definition: `tools/call` without the SDK's per-call probe and cache lookup (McpToolCall).
+          return (directCalls ? callToolDirect(client, params, tool, opts) : undefined) ??
+            (client.callTool(params, opts) as Promise<CallToolResult>)
         },
         { tool: name_ }
       )
