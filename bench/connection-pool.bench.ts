@@ -12,7 +12,9 @@
  *  4. beside the warm acquire+release, a bare Effect `Pool.use` and a `Map` lookup + `Pool.use` (what the
  *     pool is built on), timed the same way in the same process;
  *  5. `balance: "fill-first"` (Effect `Pool`'s order) vs `"least-loaded"` on the demo server's `work` tool
- *     (each call burns WORK_MS of the server's CPU), 4 warm sessions, 1 to 32 concurrent callers.
+ *     (each call burns WORK_MS of the server's CPU), 4 warm sessions, 1 to 32 concurrent callers;
+ *  6. when a pool pays: 32 callers on `work` at 1 ms and 4 ms of server CPU per call, pools of 1, 2 and 4
+ *     sessions (least-loaded), the sizes interleaved over rounds, with this process's CPU per call beside.
  * Prints a markdown table and writes bench/RESULTS-connection-pool.md. Every number comes from this run.
  */
 import { execSync } from "node:child_process"
@@ -38,6 +40,10 @@ const WORK_MS = 4
 const WORK_RUN_MS = 2_000
 const WORK_CONCURRENCY = [1, 2, 4, 8, 32] as const
 const WORK_SESSIONS = 4
+const PAYS_WORK_MS = [1, 4] as const
+const PAYS_SIZES = [1, 2, 4] as const
+const PAYS_ROUNDS = 3
+const PAYS_RUN_MS = 1_500
 
 const servers: ReadonlyArray<{ readonly label: string; readonly config: ServerConfig }> = [
   { label: "demo server", config: { type: "stdio", ...demoStdio({ name: "keel-bench-pool" }) } },
@@ -150,31 +156,46 @@ const acquireRelease = Effect.gen(function*() {
   return { samples, baseline, batchedUs, bareSamples, mapSamples }
 }).pipe(Effect.scoped)
 
-/** `work` calls (WORK_MS of server CPU each) through WORK_SESSIONS warm sessions, `callers` at once. */
-const balanced = (balance: "fill-first" | "least-loaded", callers: number) =>
+/** `work` calls (`workMs` of server CPU each) through `sessions` warm sessions, `callers` at once, for `runMs`. */
+const balanced = (
+  balance: "fill-first" | "least-loaded",
+  callers: number,
+  sessions: number = WORK_SESSIONS,
+  workMs: number = WORK_MS,
+  runMs: number = WORK_RUN_MS
+) =>
   Effect.gen(function*() {
     const pool = yield* ConnectionPool.make({
-      maxConnections: WORK_SESSIONS,
-      minIdle: WORK_SESSIONS,
+      maxConnections: sessions,
+      minIdle: sessions,
       maxRequestsPerConnection: CALLERS,
       balance
     })
     yield* pool.add("bench", servers[0]!.config)
-    while ((yield* pool.stats("bench")).idle < WORK_SESSIONS) yield* Effect.sleep(20)
-    for (let i = 0; i < 20; i++) yield* pool.use("bench", (c) => c.callTool("work", { ms: WORK_MS }))
+    while ((yield* pool.stats("bench")).idle < sessions) yield* Effect.sleep(20)
+    for (let i = 0; i < 20; i++) yield* pool.use("bench", (c) => c.callTool("work", { ms: workMs }))
     const latencies: Array<number> = []
-    const deadline = performance.now() + WORK_RUN_MS
+    const deadline = performance.now() + runMs
     const caller = Effect.gen(function*() {
       while (performance.now() < deadline) {
         const t0 = performance.now()
-        yield* pool.use("bench", (c) => c.callTool("work", { ms: WORK_MS }))
+        yield* pool.use("bench", (c) => c.callTool("work", { ms: workMs }))
         latencies.push(performance.now() - t0)
       }
     })
+    const cpu0 = process.cpuUsage()
     const t0 = performance.now()
     yield* Effect.all(Array.from({ length: callers }, () => caller), { concurrency: "unbounded", discard: true })
     const elapsed = (performance.now() - t0) / 1_000
-    return { balance, callers, callsPerSec: latencies.length / elapsed, p50: median(latencies), p99: quantile(latencies, 0.99) }
+    const cpu = process.cpuUsage(cpu0)
+    return {
+      balance,
+      callers,
+      callsPerSec: latencies.length / elapsed,
+      p50: median(latencies),
+      p99: quantile(latencies, 0.99),
+      clientCpuUs: (cpu.user + cpu.system) / Math.max(1, latencies.length)
+    }
   }).pipe(Effect.scoped)
 
 const program = Effect.gen(function*() {
@@ -194,10 +215,21 @@ const program = Effect.gen(function*() {
     balance.push(yield* balanced("fill-first", callers))
     balance.push(yield* balanced("least-loaded", callers))
   }
-  return { results, ar, balance, seconds: (performance.now() - started) / 1_000 }
+  // When a pool pays: the pool sizes interleaved round by round, per work size.
+  const pays = new Map<string, Array<{ readonly callsPerSec: number; readonly clientCpuUs: number }>>()
+  for (let round = 0; round < PAYS_ROUNDS; round++) {
+    for (const workMs of PAYS_WORK_MS) {
+      for (const size of PAYS_SIZES) {
+        const r = yield* balanced("least-loaded", CALLERS, size, workMs, PAYS_RUN_MS)
+        const key = `${workMs}/${size}`
+        pays.set(key, [...(pays.get(key) ?? []), r])
+      }
+    }
+  }
+  return { results, ar, balance, pays, seconds: (performance.now() - started) / 1_000 }
 })
 
-const { results, ar, balance, seconds } = await Effect.runPromise(program)
+const { results, ar, balance, pays, seconds } = await Effect.runPromise(program)
 
 const cpuModel = cpus()[0]?.model ?? "unknown"
 const nproc = execSync("nproc").toString().trim()
@@ -239,6 +271,17 @@ for (const callers of WORK_CONCURRENCY) {
       `${fmt(ff.p50, 1)} / ${fmt(ff.p99, 1)} | ${fmt(ll.p50, 1)} / ${fmt(ll.p99, 1)} |`
   )
 }
+lines.push("")
+lines.push(`| \`work\`, ${CALLERS} concurrent callers, least-loaded, median of ${PAYS_ROUNDS} interleaved rounds of ${PAYS_RUN_MS / 1_000} s | pool size 1 | pool size 2 | pool size 4 | pool of 2 / pool of 1 | client CPU per call (pool of 1) |`)
+lines.push("| --- | ---: | ---: | ---: | ---: | ---: |")
+const paysOf = (workMs: number, size: number) => median(pays.get(`${workMs}/${size}`)!.map((r) => r.callsPerSec))
+for (const workMs of PAYS_WORK_MS) {
+  const one = paysOf(workMs, 1)
+  lines.push(
+    `| ${workMs} ms of server CPU per call (calls/s) | ${PAYS_SIZES.map((size) => fmt0(paysOf(workMs, size))).join(" | ")} | ` +
+      `${fmt(paysOf(workMs, 2) / one, 2)}× | ${fmt(median(pays.get(`${workMs}/1`)!.map((r) => r.clientCpuUs)), 0)} µs |`
+  )
+}
 const table = lines.join("\n")
 const machine = `nproc ${nproc}; node ${process.version}; CPU ${cpuModel}; run took ${fmt(seconds, 1)} s`
 
@@ -267,6 +310,11 @@ from the same run.
 - *fill-first vs least-loaded*: the demo server's \`work\` tool burns ${WORK_MS} ms of the server process's CPU per
   call; ${WORK_SESSIONS} warm sessions (4 child processes), \`maxRequestsPerConnection\` ${CALLERS}; N fibers call it in
   a loop for ${WORK_RUN_MS / 1_000} s; the two orders alternate per concurrency.
+- *when a pool pays*: ${CALLERS} fibers call \`work\` (1 ms or 4 ms of the server's CPU per call) through pools of 1, 2
+  and 4 warm sessions (each session is its own child process), least-loaded; the sizes alternate within each of
+  ${PAYS_ROUNDS} rounds; the last column is this (client) process's CPU per call. The rule it shows: more sessions
+  only pay while the server's CPU per call is well above the client's and a core is free for each extra child;
+  on this 2-core machine the client process and the children share the two cores.
 
 ${table}
 `
