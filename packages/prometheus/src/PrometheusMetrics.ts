@@ -33,12 +33,10 @@ import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Readable } from "node:stream"
-import { pipeline } from "node:stream/promises"
-import { createGzip } from "node:zlib"
 import * as MetricExport from "./MetricExport.ts"
-import * as PrometheusText from "./PrometheusText.ts"
 import { fromMetrics, type MetricsSnapshot } from "./MetricsSnapshot.ts"
+import * as PrometheusText from "./PrometheusText.ts"
+import { Page, RegistryExposition } from "./RegistryExposition.ts"
 
 // ---------------------------------------------------------------------------------------------------------
 // Config
@@ -229,6 +227,38 @@ export const acceptsGzip = (header: string | ReadonlyArray<string> | undefined):
   return star ?? false
 }
 
+/** How much {@link writeAll} hands the socket at once. */
+const WriteBatch = 1024 * 1024
+
+/**
+ * Writes `chunks` to `response` and ends it: corked batches of about {@link WriteBatch} bytes (one
+ * `writev` each instead of a write per chunk), and after a batch that fills the socket's buffer, the
+ * next only on `drain` (backpressure). Stops if the response is destroyed (the client went away).
+ */
+const writeAll = (response: ServerResponse, chunks: ReadonlyArray<Buffer>): void => {
+  let i = 0
+  const next = (): void => {
+    while (i < chunks.length) {
+      if (response.destroyed) return
+      response.cork()
+      let batch = 0
+      let full = false
+      while (i < chunks.length && batch < WriteBatch) {
+        const chunk = chunks[i++]!
+        batch += chunk.length
+        full = !response.write(chunk)
+      }
+      response.uncork()
+      if (full && i < chunks.length) {
+        response.once("drain", next)
+        return
+      }
+    }
+    response.end()
+  }
+  next()
+}
+
 const make = (input: PrometheusMetricsConfigInput) =>
   Effect.gen(function*() {
     const config = yield* Schema.decodeUnknownEffect(PrometheusMetricsConfig)(input).pipe(
@@ -239,27 +269,35 @@ const make = (input: PrometheusMetricsConfigInput) =>
       prefix: config.prefix,
       withoutScopeInfo: config.withoutScopeInfo
     })
-    yield* MetricExport.register([exporter], { prometheusNames: true }).pipe(
-      Effect.provide(Resource.layer({ serviceName: config.serviceName, serviceVersion: config.serviceVersion }))
-    )
+    const exportOptions: MetricExport.ExportOptions = { prometheusNames: true }
+    const resourceLayer = Resource.layer({ serviceName: config.serviceName, serviceVersion: config.serviceVersion })
+    yield* MetricExport.register([exporter], exportOptions).pipe(Effect.provide(resourceLayer))
+    const resource = yield* Effect.provide(Effect.service(Resource.Resource), resourceLayer)
+    const context = yield* Effect.context<never>()
     const otelSerializer = new PrometheusSerializer(config.prefix, false, undefined, false, config.withoutScopeInfo)
     const keelSerializer = new PrometheusText.Serializer({ prefix: config.prefix, withoutScopeInfo: config.withoutScopeInfo })
-    /** The page as chunks, written lazily (the Keel serializer) or at once (the exporter's). */
-    const exposition = async (): Promise<string> => {
+    // Keel's serializer reads the registry itself and keeps the page between scrapes (see
+    // RegistryExposition); the exporter's collect is the way for what it does not write (a Summary)
+    const registryExposition = config.serializer === "keel"
+      ? new RegistryExposition(context, {
+        prefix: config.prefix,
+        withoutScopeInfo: config.withoutScopeInfo,
+        resourceAttributes: resource.attributes,
+        units: exportOptions.units,
+        prometheusNames: exportOptions.prometheusNames
+      })
+      : undefined
+    /** This scrape's page. */
+    const page = async (): Promise<Page> => {
+      const direct = registryExposition?.collect()
+      if (direct !== undefined) return direct
       const { resourceMetrics } = await exporter.collect()
       return config.serializer === "keel"
-        ? keelSerializer.serialize(resourceMetrics)
-        : otelSerializer.serialize(resourceMetrics)
-    }
-    /** The page as UTF-8 chunks, written lazily from the cache (Keel's serializer) or at once (the exporter's). */
-    const chunks = async (): Promise<Iterable<Buffer>> => {
-      const { resourceMetrics } = await exporter.collect()
-      return config.serializer === "keel"
-        ? keelSerializer.buffers(resourceMetrics)
-        : [Buffer.from(otelSerializer.serialize(resourceMetrics), "utf8")]
+        ? Page.fromBuffers(keelSerializer.buffers(resourceMetrics))
+        : Page.fromBuffers([Buffer.from(otelSerializer.serialize(resourceMetrics), "utf8")])
     }
     const handler = (request: IncomingMessage, response: ServerResponse): void => {
-      chunks().then(
+      page().then(
         (page) => {
           const gzip = config.gzip && acceptsGzip(request.headers["accept-encoding"])
           response.statusCode = 200
@@ -270,13 +308,13 @@ const make = (input: PrometheusMetricsConfigInput) =>
             response.end()
             return
           }
-          const source = Readable.from(page)
-          // a failure mid-page (the client went away, most often) destroys the response: never a
-          // truncated page that looks complete
-          const done = gzip
-            ? pipeline(source, createGzip({ level: config.gzipLevel }), response)
-            : pipeline(source, response)
-          done.catch(() => response.destroy())
+          // the whole body is known (kept or just written): a Content-Length, so a client that loses
+          // the connection mid-page cannot take a truncated page for a complete one
+          const body = gzip ? page.gzip(config.gzipLevel) : page.buffers()
+          let length = 0
+          for (const b of body) length += b.length
+          response.setHeader("content-length", length)
+          writeAll(response, body)
         },
         (e) => {
           response.statusCode = 500
@@ -311,7 +349,6 @@ const make = (input: PrometheusMetricsConfigInput) =>
       host = address.address
       port = address.port
     }
-    const context = yield* Effect.context<never>()
     const urlHost = host.includes(":") ? `[${host}]` : host
     const service: PrometheusMetricsShape = {
       config,
@@ -319,7 +356,7 @@ const make = (input: PrometheusMetricsConfigInput) =>
       port,
       url: `http://${urlHost}:${port}${config.path}`,
       handler,
-      scrape: Effect.promise(exposition),
+      scrape: Effect.promise(() => page().then((p) => p.text())),
       snapshot: Effect.sync(() => fromMetrics(Metric.snapshotUnsafe(context)))
     }
     return { service, recorder: new McpMetrics.Recorder(config.labelCap) }

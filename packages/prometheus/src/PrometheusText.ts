@@ -37,7 +37,8 @@ const invalidCharacter = /[^a-z0-9_]/gi
 const multipleUnderscore = /_{2,}/g
 const needsEscape = /[\\\n"]/
 
-const escapeString = (s: string): string => s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")
+/** @internal */
+export const escapeString = (s: string): string => s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")
 
 const escapeValue = (v: AttributeValue | undefined): string => {
   const s = typeof v === "string" ? v : v === undefined ? "" : JSON.stringify(v)
@@ -45,7 +46,8 @@ const escapeValue = (v: AttributeValue | undefined): string => {
 }
 
 const sanitizeCache = new Map<string, string>()
-const sanitize = (name: string): string => {
+/** @internal */
+export const sanitize = (name: string): string => {
   let out = sanitizeCache.get(name)
   if (out === undefined) {
     out = name.replace(invalidCharacter, "_").replace(multipleUnderscore, "_")
@@ -54,11 +56,16 @@ const sanitize = (name: string): string => {
   return out
 }
 
-const valueString = (value: number): string =>
+/** @internal */
+export const valueString = (value: number): string =>
   value === Number.POSITIVE_INFINITY ? "+Inf" : value === Number.NEGATIVE_INFINITY ? "-Inf" : `${value}`
 
-/** `k="v",k2="v2"` for a data point's attributes followed by the extra labels; "" for none. */
-const labelString = (attributes: Attributes, extra: string): string => {
+/**
+ * `k="v",k2="v2"` for a data point's attributes followed by the extra labels; "" for none.
+ *
+ * @internal
+ */
+export const labelString = (attributes: Attributes, extra: string): string => {
   let out = ""
   for (const key in attributes) {
     out += `${out.length > 0 ? "," : ""}${sanitize(key)}="${escapeValue(attributes[key])}"`
@@ -81,7 +88,8 @@ const promType = (data: MetricData): string => {
 }
 
 const leCache = new Map<number, string>()
-const leLabel = (bound: number | undefined): string => {
+/** @internal */
+export const leLabel = (bound: number | undefined): string => {
   if (bound === undefined || bound === Number.POSITIVE_INFINITY) return "le=\"+Inf\""
   let out = leCache.get(bound)
   if (out === undefined) {
@@ -391,8 +399,12 @@ class BytesSink implements Sink<Buffer> {
   }
 }
 
-/** A histogram series' lines, from its cached prefixes, exactly as the exporter writes them. */
-const histogramText = (
+/**
+ * A histogram series' lines, from its cached prefixes, exactly as the exporter writes them.
+ *
+ * @internal
+ */
+export const histogramText = (
   prefixes: ReadonlyArray<string>,
   count: number,
   sum: number | undefined,
