@@ -33,8 +33,17 @@ const PER_ROUND = smoke ? 50 : 200
 const THROUGHPUT_CALLS = smoke ? 1_000 : 6_000
 const CONCURRENCY = 32
 
+// Bare SDK v2 clients, each on its own child, each after `listTools` as a program that knows its tools: one
+// with the SDK's default negotiation (2025-11-25 on this server) and one with `auto` (2026-07-28, as Keel's
+// session negotiates: the fair comparison for CPU per call, since the 2026 era costs the SDK more).
 const bare = new Client({ name: "bench", version: "1" })
 await bare.connect(new StdioClientTransport({ ...demoStdio(), stderr: "ignore" }))
+await bare.listTools()
+const bareAuto = new Client({ name: "bench", version: "1" }, { versionNegotiation: { mode: "auto" } })
+await bareAuto.connect(new StdioClientTransport({ ...demoStdio(), stderr: "ignore" }))
+await bareAuto.listTools()
+const bareVersion = bare.getNegotiatedProtocolVersion()
+const bareAutoVersion = bareAuto.getNegotiatedProtocolVersion()
 
 const managerRuntime = (maxConnections: number) =>
   ManagedRuntime.make(
@@ -52,6 +61,7 @@ const call = (a: number) =>
 // Warm every path (connect, cache the tool list, JIT).
 for (let i = 0; i < 300; i++) {
   await bare.callTool({ name: "add", arguments: { a: i, b: 1 } })
+  await bareAuto.callTool({ name: "add", arguments: { a: i, b: 1 } })
   await rt1.runPromise(call(i))
 }
 // The SDK client of the manager's (only) pooled session.
@@ -60,10 +70,11 @@ for (let i = 0; i < 300; i++) await inner.callTool({ name: "add", arguments: { a
 
 // 1. Sequential latency, interleaved rounds.
 const bareSamples: Array<number> = []
+const bareAutoSamples: Array<number> = []
 const innerSamples: Array<number> = []
 const managerSamples: Array<number> = []
 // Parent CPU (user + system of this process, µs) per contender, summed over its rounds.
-const cpu = { bare: 0, inner: 0, manager: 0 }
+const cpu = { bare: 0, bareAuto: 0, inner: 0, manager: 0 }
 const cpuSince = (c0: NodeJS.CpuUsage) => {
   const c = process.cpuUsage(c0)
   return c.user + c.system
@@ -79,6 +90,7 @@ const sample = async (into: Array<number>, f: (i: number) => Promise<unknown>) =
 }
 for (let round = 0; round < ROUNDS; round++) {
   cpu.bare += await sample(bareSamples, (i) => bare.callTool({ name: "add", arguments: { a: i, b: 1 } }))
+  cpu.bareAuto += await sample(bareAutoSamples, (i) => bareAuto.callTool({ name: "add", arguments: { a: i, b: 1 } }))
   cpu.inner += await sample(innerSamples, (i) => inner.callTool({ name: "add", arguments: { a: i, b: 1 } }))
   // Inside one Effect program, as an application calls it (not one runPromise per call).
   await rt1.runPromise(McpClientManager.use((m) =>
@@ -155,6 +167,7 @@ const throughputOf = async (run: (i: number) => Promise<unknown>): Promise<numbe
   return THROUGHPUT_CALLS / ((performance.now() - t) / 1000)
 }
 const bareThroughput = await throughputOf((i) => bare.callTool({ name: "add", arguments: { a: i, b: 1 } }))
+const bareAutoThroughput = await throughputOf((i) => bareAuto.callTool({ name: "add", arguments: { a: i, b: 1 } }))
 // The same child: the SDK client of the manager's session, then the manager inside one Effect program
 // (32 fibers), as an application calls it.
 const innerThroughput = await throughputOf((i) => inner.callTool({ name: "add", arguments: { a: i, b: 1 } }))
@@ -182,6 +195,7 @@ for (const size of [1, 2, 4]) {
 }
 await rt1.dispose()
 await bare.close()
+await bareAuto.close()
 
 const us = (x: number) => `${x.toFixed(1)} µs`
 const lines = [
@@ -191,13 +205,14 @@ const lines = [
   "",
   "| path | median | p99 |",
   "| --- | ---: | ---: |",
-  `| bare SDK v2 \`Client.callTool\` (its own child) | ${us(bareMedian)} | ${us(quantile(bareSamples, 0.99))} |`,
+  `| bare SDK v2 \`Client.callTool\`, default negotiation: ${bareVersion} (its own child) | ${us(bareMedian)} | ${us(quantile(bareSamples, 0.99))} |`,
+  `| bare SDK v2 \`Client.callTool\`, \`auto\`: ${bareAuto.getNegotiatedProtocolVersion()} (its own child) | ${us(quantile(bareAutoSamples, 0.5))} | ${us(quantile(bareAutoSamples, 0.99))} |`,
   `| the SDK client inside the manager's session (same child as the manager) | ${us(innerMedian)} | ${us(quantile(innerSamples, 0.99))} |`,
   `| \`McpClientManager.callTool\` (validate, metrics, retry, breaker, pool, timeout) | ${us(managerMedian)} | ${us(quantile(managerSamples, 0.99))} |`,
   "",
   `Added median latency vs the bare client: **${(added * 100).toFixed(1)} %** (${us(managerMedian - bareMedian)}); vs the SDK client on the same child: **${(addedSameChild * 100).toFixed(1)} %** (${us(managerMedian - innerMedian)}), ${(managerMedian / innerMedian).toFixed(3)}×. Target ≤ 1.05× the SDK client on the same child.`,
   "",
-  `Parent CPU per call (\`process.cpuUsage\`, user + system of the benchmark process): bare client ${us(cpuPerCall(cpu.bare))}, SDK client on the manager's child ${us(cpuPerCall(cpu.inner))}, manager ${us(cpuPerCall(cpu.manager))}: **${(cpu.manager / cpu.inner).toFixed(2)}×** the SDK client on the same child. Target ≤ 1.15×.`,
+  `Parent CPU per call (\`process.cpuUsage\`, user + system of the benchmark process): bare client ${us(cpuPerCall(cpu.bare))} (default negotiation) and ${us(cpuPerCall(cpu.bareAuto))} (\`auto\`), SDK client on the manager's child ${us(cpuPerCall(cpu.inner))}, manager ${us(cpuPerCall(cpu.manager))}: **${(cpu.manager / cpu.inner).toFixed(2)}×** the SDK client on the same child (target ≤ 1.15×), **${(cpu.manager / cpu.bareAuto).toFixed(2)}×** the bare client on the same protocol revision (target ≤ 1.0×), ${(cpu.manager / cpu.bare).toFixed(2)}× the bare client with the SDK's default negotiation. The manager's session skips the SDK's per-request result-validator probe (McpToolCall, bench/RESULTS-sdk.md); the SDK client on the same child does not.`,
   "",
   `In-process (demo server over \`InMemoryTransport\`, ${IN_PROCESS} calls each, interleaved): raw SDK client ${us(quantile(inProcessRaw, 0.5))}, manager ${us(quantile(inProcessManager, 0.5))} median — Keel adds **${us(quantile(inProcessManager, 0.5) - quantile(inProcessRaw, 0.5))}** per call when nothing else runs (CPU per call: \`bench/manager-inprocess.bench.ts\`). In-process figures understate the cost over a pipe: there the same work runs after the process wakes from waiting on the pipe, with cold caches, while the child competes for the same cores.`,
   "",
@@ -205,9 +220,10 @@ const lines = [
   "",
   "| path | calls/s | vs bare |",
   "| --- | ---: | ---: |",
-  `| bare SDK v2 client (one session) | ${bareThroughput.toFixed(0)} | 1.00× |`,
+  `| bare SDK v2 client (one session), default negotiation | ${bareThroughput.toFixed(0)} | 1.00× |`,
+  `| bare SDK v2 client (one session), \`auto\` (the manager's protocol revision) | ${bareAutoThroughput.toFixed(0)} | ${(bareAutoThroughput / bareThroughput).toFixed(2)}× |`,
   `| the SDK client of the manager's session (same child) | ${innerThroughput.toFixed(0)} | ${(innerThroughput / bareThroughput).toFixed(2)}× |`,
-  `| manager, pool of 1 session, 32 fibers in one Effect program | ${effectThroughput.toFixed(0)} | ${(effectThroughput / bareThroughput).toFixed(2)}× (${(effectThroughput / innerThroughput).toFixed(2)}× the same child) |`,
+  `| manager, pool of 1 session, 32 fibers in one Effect program | ${effectThroughput.toFixed(0)} | ${(effectThroughput / bareThroughput).toFixed(2)}× (${(effectThroughput / bareAutoThroughput).toFixed(2)}× the bare client on the same revision, ${(effectThroughput / innerThroughput).toFixed(2)}× the same child) |`,
   ...pooled.map(([size, cps]) => `| manager, pool of ${size} session${size > 1 ? "s" : ""} | ${cps.toFixed(0)} | ${(cps / bareThroughput).toFixed(2)}× |`)
 ]
 console.log(lines.join("\n"))
