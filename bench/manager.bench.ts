@@ -206,7 +206,7 @@ const lines = [
   "| path | median | p99 |",
   "| --- | ---: | ---: |",
   `| bare SDK v2 \`Client.callTool\`, default negotiation: ${bareVersion} (its own child) | ${us(bareMedian)} | ${us(quantile(bareSamples, 0.99))} |`,
-  `| bare SDK v2 \`Client.callTool\`, \`auto\`: ${bareAuto.getNegotiatedProtocolVersion()} (its own child) | ${us(quantile(bareAutoSamples, 0.5))} | ${us(quantile(bareAutoSamples, 0.99))} |`,
+  `| bare SDK v2 \`Client.callTool\`, \`auto\`: ${bareAutoVersion} (its own child) | ${us(quantile(bareAutoSamples, 0.5))} | ${us(quantile(bareAutoSamples, 0.99))} |`,
   `| the SDK client inside the manager's session (same child as the manager) | ${us(innerMedian)} | ${us(quantile(innerSamples, 0.99))} |`,
   `| \`McpClientManager.callTool\` (validate, metrics, retry, breaker, pool, timeout) | ${us(managerMedian)} | ${us(quantile(managerSamples, 0.99))} |`,
   "",
