@@ -144,6 +144,48 @@ describe("PrometheusMetrics /metrics", () => {
     }))
 })
 
+describe("PrometheusMetrics /metrics, kept between scrapes", () => {
+  it.live("a changed series shows its new value on the next scrape, a removed one is gone; Content-Length; a Summary goes through the exporter", () =>
+    Effect.gen(function*() {
+      const registry = new Map()
+      yield* Effect.gen(function*() {
+        const keel = yield* PrometheusMetrics
+        const otel = Context.get(yield* Layer.build(PrometheusMetrics.layer({ port: 0, serializer: "otel" })), PrometheusMetrics)
+        yield* record(20, 1)
+        const both = Effect.gen(function*() {
+          const zipped = yield* getRaw(keel.url, { "accept-encoding": "gzip" })
+          const plain = yield* getRaw(keel.url)
+          assert.strictEqual(Number(zipped.headers["content-length"]), zipped.body.length)
+          assert.strictEqual(Number(plain.headers["content-length"]), plain.body.length)
+          const text = plain.body.toString("utf8")
+          assert.strictEqual(gunzipSync(zipped.body).toString("utf8"), text)
+          assert.strictEqual(text, (yield* getRaw(otel.url)).body.toString("utf8"))
+          return parseExposition(text)
+        })
+        const labels = { mcp_server_name: "s7", gen_ai_tool_name: "tool \"3\"\n" }
+        const before = yield* both
+        assert.strictEqual(total(before, "keel_tool_calls_total", labels), 1)
+        // the same page twice (all from the cache), then one series changes
+        yield* both
+        yield* Metric.update(Metric.withAttributes(calls, { ...labels, round: "r" }), 5)
+        const changed = yield* both
+        assert.strictEqual(total(changed, "keel_tool_calls_total", labels), 6)
+        assert.strictEqual(total(changed, "keel_tool_calls_total"), total(before, "keel_tool_calls_total") + 5)
+        // removed
+        for (const [key, meta] of registry) {
+          if (meta.id === "keel.tool.calls" && meta.attributes?.["mcp_server_name"] === "s7") registry.delete(key)
+        }
+        const removed = yield* both
+        assert.strictEqual(total(removed, "keel_tool_calls_total", { mcp_server_name: "s7" }), 0)
+        assert.strictEqual(total(removed, `${H}_count`, { mcp_server_name: "s7" }), 40)
+        // a Summary (not written by Keel's writer): the exporter's path, the same page
+        yield* Metric.update(Metric.summary("latency", { maxAge: "1 minute", maxSize: 10, quantiles: [0.5] }), 1)
+        const withSummary = yield* both
+        assert.strictEqual(total(withSummary, "latency_count_total"), 1)
+      }).pipe(Effect.scoped, Effect.provide(PrometheusMetrics.layer({ port: 0 })), Effect.provideService(Metric.MetricRegistry, registry))
+    }))
+})
+
 describe("acceptsGzip", () => {
   it("reads Accept-Encoding", () => {
     const cases: Array<[string | undefined, boolean]> = [
