@@ -157,7 +157,7 @@ import type {
   ResourceTemplateType,
   ResourceUpdatedNotificationParams
 } from "@modelcontextprotocol/client"
-import type { ListLimitError } from "./McpLists.ts"
+import * as McpLists from "./McpLists.ts"
 import * as McpSurface from "./McpSurface.ts"
 import type * as McpToolkit from "./McpToolkit.ts"
 import * as ToolFilter from "./ToolFilter.ts"
@@ -333,12 +333,12 @@ export interface Manager {
   readonly listResources: (
     server: string,
     options?: McpSurface.SurfaceOptions
-  ) => Effect.Effect<ReadonlyArray<Resource>, McpSurface.SurfaceError | ListLimitError | UnknownServerError>
+  ) => Effect.Effect<ReadonlyArray<Resource>, McpSurface.SurfaceError | McpLists.ListLimitError | UnknownServerError>
   /** `resources/templates/list`, every page, cached (dropped by `resources/list_changed`). */
   readonly listResourceTemplates: (
     server: string,
     options?: McpSurface.SurfaceOptions
-  ) => Effect.Effect<ReadonlyArray<ResourceTemplateType>, McpSurface.SurfaceError | ListLimitError | UnknownServerError>
+  ) => Effect.Effect<ReadonlyArray<ResourceTemplateType>, McpSurface.SurfaceError | McpLists.ListLimitError | UnknownServerError>
   /** `resources/read` of one URI. */
   readonly readResource: (
     server: string,
@@ -358,7 +358,7 @@ export interface Manager {
   readonly listPrompts: (
     server: string,
     options?: McpSurface.SurfaceOptions
-  ) => Effect.Effect<ReadonlyArray<Prompt>, McpSurface.SurfaceError | ListLimitError | UnknownServerError>
+  ) => Effect.Effect<ReadonlyArray<Prompt>, McpSurface.SurfaceError | McpLists.ListLimitError | UnknownServerError>
   /**
    * `prompts/get`, after checking `args` against the prompt's declared arguments (from the cached list):
    * `UnknownPromptError`, `InvalidPromptArgumentsError`, and nothing sent.
@@ -370,7 +370,7 @@ export interface Manager {
     options?: McpSurface.SurfaceOptions
   ) => Effect.Effect<
     GetPromptResult,
-    McpSurface.SurfaceError | ListLimitError | McpSurface.UnknownPromptError | McpSurface.InvalidPromptArgumentsError | UnknownServerError
+    McpSurface.SurfaceError | McpLists.ListLimitError | McpSurface.UnknownPromptError | McpSurface.InvalidPromptArgumentsError | UnknownServerError
   >
   /** `completion/complete` for an argument of a prompt or a resource template. */
   readonly complete: (
@@ -681,9 +681,10 @@ const toolProblem = (state: ManagerState, t: Record<string, unknown>): string | 
   return undefined
 }
 
-const MAX_PAGES = 64
-
-/** The lenient `tools/list`: every page through {@link anyResult}, each tool checked by {@link toolProblem}. */
+/**
+ * The lenient `tools/list`: every page through {@link anyResult} (McpLists' page walk and caps), each tool
+ * checked by {@link toolProblem}.
+ */
 const lenientToolList = (
   state: ManagerState,
   rt: ServerRuntime,
@@ -693,23 +694,27 @@ const lenientToolList = (
   Effect.flatMap(
     Effect.tryPromise({
       try: async (signal) => {
+        const walked = await McpLists.walkPages(
+          "tools",
+          (cursor) =>
+            c.sdk.request(
+              { method: "tools/list", params: cursor !== undefined ? { cursor } : {} },
+              anyResult,
+              { signal, timeout: timeoutMs }
+            ) as Promise<{ readonly nextCursor?: string; readonly [key: string]: unknown }>,
+          { maxPages: McpLists.DEFAULT_MAX_PAGES, maxItems: McpLists.DEFAULT_MAX_ITEMS }
+        )
+        if (walked._tag === "Limit") {
+          const max = walked.limit === "pages" ? McpLists.DEFAULT_MAX_PAGES : McpLists.DEFAULT_MAX_ITEMS
+          throw new Error(`tools/list has more than ${max} ${walked.limit}; nothing was kept`)
+        }
         const tools: Array<Tool> = []
         const invalid = new Map<string, string>()
-        let cursor: string | undefined
-        for (let page = 0; page < MAX_PAGES; page++) {
-          const result = await c.sdk.request(
-            { method: "tools/list", params: cursor !== undefined ? { cursor } : {} },
-            anyResult,
-            { signal, timeout: timeoutMs }
-          )
-          const list = isRecord(result) && Array.isArray(result.tools) ? result.tools : []
-          for (const t of list) {
-            const problem = isRecord(t) ? toolProblem(state, t) : "not an object"
-            if (problem === undefined) tools.push(t as unknown as Tool)
-            else invalid.set(isRecord(t) && typeof t.name === "string" ? t.name : `(tool ${tools.length + invalid.size})`, problem)
-          }
-          cursor = isRecord(result) && typeof result.nextCursor === "string" ? result.nextCursor : undefined
-          if (cursor === undefined) break
+        const list = walked.result.tools
+        for (const t of Array.isArray(list) ? list : []) {
+          const problem = isRecord(t) ? toolProblem(state, t) : "not an object"
+          if (problem === undefined) tools.push(t as unknown as Tool)
+          else invalid.set(isRecord(t) && typeof t.name === "string" ? t.name : `(tool ${tools.length + invalid.size})`, problem)
         }
         return { tools, invalid }
       },

@@ -10,7 +10,7 @@ import { type CallToolResult, Client } from "@modelcontextprotocol/client"
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
 import { Effect, Exit } from "effect"
 import { fileURLToPath } from "node:url"
-import { McpClient } from "./McpClient.ts"
+import { McpClient, type McpConnection } from "./McpClient.ts"
 import type { ServerConfig } from "./ServerConfig.ts"
 
 const hostileEntry = fileURLToPath(new URL("../test/fixtures/hostile-server.mjs", import.meta.url))
@@ -39,7 +39,7 @@ const viaSdk = (client: Client, name: string, args: Record<string, unknown>) =>
   )
 
 /** Keel's path, counting the calls that still went to the SDK's `callTool`. */
-const viaKeel = (conn: McpClient.McpConnection, name: string, args: Record<string, unknown>, sdkCalls: { n: number }) =>
+const viaKeel = (conn: McpConnection, name: string, args: Record<string, unknown>, sdkCalls: { n: number }): Effect.Effect<Outcome> =>
   Effect.gen(function*() {
     const original = conn.sdk.callTool
     conn.sdk.callTool = ((...a: Parameters<typeof original>) => {
