@@ -12,6 +12,11 @@
  * Supports what the layer configures: a prefix, with or without scope labels, no timestamps, no
  * resource constant labels.
  *
+ * `PrometheusMetrics` serves `/metrics` from `RegistryExposition`, which reads the Effect registry
+ * without going through OpenTelemetry and shares this module's label and value writers; this serializer
+ * writes the page when the exporter's collect is needed (a registry holding a `Summary`), and for any
+ * `ResourceMetrics` a caller has.
+ *
  * For repeated scrapes, a {@link Serializer} keeps each series' label text (and the `_bucket{...,le="x"} `
  * prefixes of a histogram series) between scrapes, and each series' whole text with the values it was
  * written from: a series whose values did not change is copied, one whose values changed is rewritten

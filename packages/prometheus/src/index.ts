@@ -16,3 +16,5 @@ export * as MetricsSnapshot from "./MetricsSnapshot.ts"
 export * as MetricExport from "./MetricExport.ts"
 /** @since 0.1.0 */
 export * as PrometheusText from "./PrometheusText.ts"
+/** @since 0.1.0 */
+export * as RegistryExposition from "./RegistryExposition.ts"
