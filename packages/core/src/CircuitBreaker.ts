@@ -311,10 +311,7 @@ export const defaultClassifier = (error: unknown, countToolErrors: boolean): Ver
       const code = (error as { readonly code?: unknown }).code
       return code === INVALID_PARAMS || code === METHOD_NOT_FOUND ? "ignore" : "failure"
     }
-    case "McpConnectError":
-    case "McpTimeoutError":
-    case "McpClosedError":
-      return "failure"
+    // McpConnectError, McpTimeoutError and McpClosedError are failures: the default below.
     case "McpToolError":
       return countToolErrors ? "failure" : "ignore"
     // The caller's own mistakes and the client's own limits are not the server's fault.
@@ -545,7 +542,11 @@ export interface CircuitStatus {
  * @category constructors
  */
 export interface MakeOptions {
-  /** Overrides the wait-in-Open schedule built from the config (see {@link openWaitSchedule}). */
+  /**
+   * Overrides the wait-in-Open schedule built from the config (see {@link openWaitSchedule}). It is stepped
+   * once per opening, ahead of it, with the opening's number (1, 2, … since the last close) as its input; a
+   * delay of zero or less, or a schedule that is done or fails, leaves the previous wait in place.
+   */
   readonly openSchedule?: Schedule.Schedule<unknown, unknown> | undefined
   /** Classifies typed failures; `undefined` answers fall back to {@link defaultClassifier}. */
   readonly classify?: Classifier | undefined
@@ -653,6 +654,8 @@ interface Core {
   readonly classify: Classifier | undefined
   readonly hub: Hub
   readonly sinks: ReadonlyArray<Hub>
+  /** The context the per-call counters are updated in: {@link context} with no extra metric attributes. */
+  readonly callContext: Context.Context<never>
   readonly mSuccess: Metric.Metric<number, unknown>
   readonly mFailure: Metric.Metric<number, unknown>
   readonly mSlow: Metric.Metric<number, unknown>
@@ -771,7 +774,8 @@ const react = (core: Core, out: Machine.Output): Effect.Effect<void> =>
       publish(core, { _tag: "StateTransition", server: core.server, from: t.from, to: t.to, at: t.at, reason: t.reason })
       if (t.to === "Open") {
         opened = t
-        core.openedBy = t.from === "ForcedOpen" || t.reason === "SlowCallRate" || t.reason === "SlowProbes" ? undefined : core.lastFailure
+        // (ForcedOpen is never left for Open: the shell's manual states are ForcedOpen, Disabled, MetricsOnly, Closed.)
+        core.openedBy = t.reason === "SlowCallRate" || t.reason === "SlowProbes" ? undefined : core.lastFailure
       }
       if (t.to === "Closed") core.lastFailure = undefined
       if (t.to === "Closed") closed = t
@@ -845,7 +849,7 @@ const rejection = (core: Core, s: Machine.State, now: number): CircuitOpenError 
 
 const reject = (core: Core, now: number): Effect.Effect<never, CircuitOpenError> =>
   Effect.flatMap(Ref.get(core.ref), (s) => {
-    core.mRejected.updateUnsafe(1, core.context)
+    core.mRejected.updateUnsafe(1, core.callContext)
     if (hasListeners(core)) {
       publish(core, {
         _tag: "CallRejected",
@@ -871,8 +875,8 @@ const afterRecord = (
   now: number
 ): Effect.Effect<void> | undefined => {
   ;(verdict === "success" ? core.mSuccess : verdict === "failure" ? core.mFailure : core.mIgnored)
-    .updateUnsafe(1, core.context)
-  if (out.slow) core.mSlow.updateUnsafe(1, core.context)
+    .updateUnsafe(1, core.callContext)
+  if (out.slow) core.mSlow.updateUnsafe(1, core.callContext)
   if (hasListeners(core)) {
     publish(
       core,
@@ -1053,7 +1057,18 @@ const makeFromConfig = (
     const clock = Context.get(context, Clock.Clock)
     const settings = settingsOf(config)
     const hub = yield* makeHub
-    const calls = (outcome: string) => Metric.withAttributes(callsCounter, { server, outcome })
+    // The per-call counters are their own series objects (not `withAttributes` views of `callsCounter`):
+    // a view copies the context on every update, and views of one shared metric recompute its series key
+    // whenever two of them alternate. Same series: the context's metric attributes are folded into each
+    // counter's own attributes (the breaker's `server` and `outcome` win, as with `withAttributes`), and the
+    // counters are updated in a context whose metric attributes are empty.
+    const extra = Context.get(context, Metric.CurrentMetricAttributes)
+    const calls = (outcome: string) =>
+      Metric.counter(callsCounter.id, {
+        description: callsCounter.description,
+        incremental: true,
+        attributes: { ...extra, server, outcome }
+      })
     const core: Core = {
       server,
       config,
@@ -1066,6 +1081,7 @@ const makeFromConfig = (
       classify: options.classify,
       hub,
       sinks,
+      callContext: Object.keys(extra).length === 0 ? context : Context.add(context, Metric.CurrentMetricAttributes, {}),
       mSuccess: calls("success"),
       mFailure: calls("failure"),
       mSlow: calls("slow"),

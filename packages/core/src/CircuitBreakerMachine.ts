@@ -314,8 +314,13 @@ export const recordWindow = (
   now: number
 ): Window => {
   if (settings.windowType === "count") {
+    const old = w.slots[w.index]!
+    const slot = 1 | (failure ? 2 : 0) | (slow ? 4 : 0)
+    const index = w.index + 1 === w.slots.length ? 0 : w.index + 1
+    // The same outcome as the one it replaces (a closed breaker's steady state): the counts and the slots
+    // stay as they are, only the index moves (slots are never written in place, so they can be shared).
+    if (old === slot) return { calls: w.calls, failures: w.failures, slow: w.slow, slots: w.slots, index }
     const slots = w.slots.slice()
-    const old = slots[w.index]!
     let calls = w.calls + 1
     let failures = w.failures + (failure ? 1 : 0)
     let slowCalls = w.slow + (slow ? 1 : 0)
@@ -324,8 +329,8 @@ export const recordWindow = (
       if (old & 2) failures--
       if (old & 4) slowCalls--
     }
-    slots[w.index] = 1 | (failure ? 2 : 0) | (slow ? 4 : 0)
-    return { calls, failures, slow: slowCalls, slots, index: w.index + 1 === slots.length ? 0 : w.index + 1 }
+    slots[w.index] = slot
+    return { calls, failures, slow: slowCalls, slots, index }
   }
   const fresh = refreshWindow(settings, w, now)
   const slots = fresh.slots.slice()
