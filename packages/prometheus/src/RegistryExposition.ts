@@ -407,8 +407,8 @@ export class RegistryExposition {
     return new Page(this.#blocks(items))
   }
 
+  /** Gives up this scrape: what it gathered is reset at the next one (each family's points, seen marks). */
   #abandon(): undefined {
-    // the pending families' points are dropped at their next scrape
     return undefined
   }
 
