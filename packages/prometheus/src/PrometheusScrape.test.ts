@@ -186,6 +186,47 @@ describe("PrometheusMetrics /metrics, kept between scrapes", () => {
     }))
 })
 
+describe("PrometheusMetrics /metrics, a slow or vanishing scraper", () => {
+  it.live("a scraper that stops reading gets the whole page once it reads again; one that leaves mid-page leaves the server serving", () =>
+    Effect.gen(function*() {
+      const metrics = yield* PrometheusMetrics
+      yield* record(60, 1)
+      const reference = (yield* getRaw(metrics.url)).body
+      assert.isAbove(reference.length, 2_000_000)
+      // pauses for 300 ms after the first chunk: the server waits for drain instead of queueing the page
+      const slow = yield* Effect.promise(() =>
+        new Promise<Buffer>((resolve, reject) => {
+          httpGet(metrics.url, (res) => {
+            const chunks: Array<Buffer> = []
+            res.once("data", () => {
+              res.pause()
+              setTimeout(() => res.resume(), 300)
+            })
+            res.on("data", (c: Buffer) => chunks.push(c))
+            res.on("end", () => resolve(Buffer.concat(chunks)))
+            res.on("error", reject)
+          }).on("error", reject)
+        })
+      )
+      assert.isTrue(slow.equals(reference))
+      // leaves after the first chunk
+      yield* Effect.promise(() =>
+        new Promise<void>((resolve, reject) => {
+          const request = httpGet(metrics.url, (res) => {
+            res.once("data", () => {
+              request.destroy()
+              resolve()
+            })
+          })
+          request.on("error", () => {})
+          setTimeout(() => reject(new Error("no data")), 10_000)
+        })
+      )
+      const after = yield* getRaw(metrics.url, { "accept-encoding": "gzip" })
+      assert.isTrue(gunzipSync(after.body).equals(reference))
+    }).pipe(Effect.provide(PrometheusMetrics.layer({ port: 0 })), Effect.provideService(Metric.MetricRegistry, new Map())))
+})
+
 describe("acceptsGzip", () => {
   it("reads Accept-Encoding", () => {
     const cases: Array<[string | undefined, boolean]> = [
