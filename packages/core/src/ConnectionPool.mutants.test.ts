@@ -4,7 +4,7 @@
  * counters of `stats`. Fake sessions, no processes.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as ConnectionPool from "./ConnectionPool.ts"
@@ -115,12 +115,41 @@ interface Fake {
   readonly closedSignal: Deferred.Deferred<void>
 }
 
-/** Fake sessions by id: `open` is what `isOpen()` answers, `crash` also announces the close. */
+/**
+ * Fake sessions by id: `open` is what `isOpen()` answers, `crash` also announces the close. Knobs: `failNext`
+ * connects fail, `connectMs` (per server) makes a connect sleep, `ping` replaces the ping, `closeGate` makes
+ * a session's close wait. `connecting` / `peakConnecting` count connects in flight.
+ */
 const richFakes = () => {
-  const state = { created: 0, closed: 0, pings: 0, failPing: false, live: new Map<number, Fake>() }
+  const state = {
+    created: 0,
+    closed: 0,
+    pings: 0,
+    failPing: false,
+    failNext: 0,
+    connecting: 0,
+    peakConnecting: 0,
+    connectMs: {} as Record<string, number>,
+    pingOptions: [] as Array<unknown>,
+    ping: undefined as Effect.Effect<void, McpConnectError> | undefined,
+    closeGate: undefined as Deferred.Deferred<void> | undefined,
+    live: new Map<number, Fake>()
+  }
   const connect: ConnectionPool.Connect = (name) =>
     Effect.acquireRelease(
-      Effect.sync(() => {
+      Effect.gen(function*() {
+        state.connecting++
+        state.peakConnecting = Math.max(state.peakConnecting, state.connecting)
+        try {
+          const ms = state.connectMs[name]
+          if (ms !== undefined) yield* Effect.sleep(ms)
+          if (state.failNext > 0) {
+            state.failNext--
+            return yield* new McpConnectError({ server: name, message: `fake connect to ${name} failed`, stderrTail: "" })
+          }
+        } finally {
+          state.connecting--
+        }
         const id = ++state.created
         const fake: Fake = { id, name, open: true, closedSignal: Deferred.makeUnsafe<void>() }
         state.live.set(id, fake)
@@ -131,16 +160,19 @@ const richFakes = () => {
           pid: undefined,
           isOpen: () => fake.open,
           closed: Deferred.await(fake.closedSignal),
-          ping: () =>
+          ping: (options: unknown) =>
             Effect.suspend(() => {
               state.pings++
+              state.pingOptions.push(options)
+              if (state.ping !== undefined) return state.ping
               return state.failPing || !fake.open ? Effect.fail(new McpConnectError({ server: name, message: "ping failed", stderrTail: "" })) : Effect.void
             }),
           close: () => Effect.void
         } as unknown as McpConnection
       }),
       (conn) =>
-        Effect.sync(() => {
+        Effect.gen(function*() {
+          if (state.closeGate !== undefined) yield* Deferred.await(state.closeGate)
           const id = idOf(conn)
           const fake = state.live.get(id)
           if (fake !== undefined) fake.open = false
@@ -152,7 +184,11 @@ const richFakes = () => {
     fake.open = false
     Deferred.doneUnsafe(fake.closedSignal, Exit.void)
   }
-  return { state, connect, crash }
+  /** Only `isOpen()` turns false (an HTTP session that broke without a close event). */
+  const breakQuietly = (id: number) => {
+    state.live.get(id)!.open = false
+  }
+  return { state, connect, crash, breakQuietly }
 }
 
 const idOf = (c: McpConnection) => (c as unknown as { id: number }).id
@@ -322,6 +358,45 @@ describe("ConnectionPool.tryLeaseUnsafe (mutation pins)", () => {
     }))
 })
 
+describe("ConnectionPool: use's warm path with maxIdle (mutation pins)", () => {
+  it.effect("a session returned by a warm use beyond maxIdle is closed as excess; within it, kept", () =>
+    Effect.gen(function*() {
+      // minIdle 3 starts three idle sessions; maxIdle 1 applies when one is returned
+      const { pool, state } = yield* syncSetup({ maxConnections: 3, minIdle: 3, maxIdle: 1, maxRequestsPerConnection: 1 })
+      yield* pool.add("a", cfg)
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).idle, 3)
+      const id = yield* pool.use("a", (c) => Effect.succeed(idOf(c))) // warm: no wait, no check
+      yield* settle
+      let s = yield* pool.stats("a")
+      assert.strictEqual(s.destroyed.excess, 1)
+      assert.isFalse(state.live.has(id))
+      assert.deepStrictEqual([s.acquired, s.released, s.leases], [1, 1, 0])
+      // A failing use is returned (and checked) as well.
+      const failed = yield* Effect.flip(pool.use("a", () => Effect.fail("boom" as const)))
+      assert.strictEqual(failed, "boom")
+      yield* settle
+      s = yield* pool.stats("a")
+      assert.strictEqual(s.destroyed.excess, 2)
+      assert.deepStrictEqual([s.acquired, s.released, s.leases], [2, 2, 0])
+    }))
+
+  it.effect("maxIdle is not applied to a session still lent to another borrower, nor when idle sessions are within it", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* syncSetup({ maxConnections: 2, maxIdle: 1, maxRequestsPerConnection: 2 })
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void) // one session, idle: within maxIdle
+      assert.strictEqual((yield* pool.stats("a")).destroyed.excess, 0)
+      const scope = yield* Scope.make()
+      yield* pool.get("a").pipe(Scope.provide(scope)) // lent once
+      yield* pool.use("a", () => Effect.void) // shares it, returns it while the get still holds it
+      assert.strictEqual((yield* pool.stats("a")).destroyed.excess, 0)
+      yield* Scope.close(scope, Exit.void)
+      const s = yield* pool.stats("a")
+      assert.deepStrictEqual([s.destroyed.excess, s.idle, s.total], [0, 1, 1])
+    }))
+})
+
 /**
  * The available list, modelled: a fixed-size pool (minIdle = maxConnections) of `n` sessions with `c` slots
  * each, borrowed by `tryLeaseUnsafe` and by `get` (the Pool's own lease), returned in random order, and
@@ -450,4 +525,230 @@ describe("ConnectionPool: the available list under sync and Pool borrows (model)
       { numRuns: 200 }
     )
   })
+})
+
+describe("ConnectionPool hot path: health, lifetime, ping, leaks, waits (mutation pins)", () => {
+  it.effect("a connect that fails with something else is wrapped in McpConnectError (empty stderrTail)", () =>
+    Effect.gen(function*() {
+      const connect: ConnectionPool.Connect = () => Effect.fail("no route" as unknown as McpConnectError)
+      const pool = yield* ConnectionPool.make({ pingAfterIdle: null }, { connect })
+      yield* pool.add("a", cfg)
+      const e = yield* Effect.flip(pool.use("a", () => Effect.void))
+      assert.instanceOf(e, McpConnectError)
+      assert.strictEqual(e.message, "could not connect to a: no route")
+      assert.strictEqual((e as McpConnectError).stderrTail, "")
+    }))
+
+  it.effect("PoolClosedError names the reason: a removed server, a closed pool", () =>
+    Effect.gen(function*() {
+      const { connect } = richFakes()
+      const scope = yield* Scope.make()
+      const pool = yield* ConnectionPool.make({ pingAfterIdle: null, maxConnections: 1, maxRequestsPerConnection: 1 }, { connect }).pipe(
+        Scope.provide(scope)
+      )
+      yield* pool.add("a", cfg)
+      yield* pool.add("b", cfg)
+      const held = yield* Scope.make()
+      yield* pool.get("a").pipe(Scope.provide(held))
+      yield* pool.get("b").pipe(Scope.provide(held))
+      const waitA = yield* Effect.forkChild(Effect.flip(pool.use("a", () => Effect.void)))
+      const waitB = yield* Effect.forkChild(Effect.flip(pool.use("b", () => Effect.void)))
+      yield* settle
+      yield* pool.remove("a")
+      const removed = yield* Fiber.join(waitA)
+      assert.strictEqual(removed._tag, "PoolClosedError")
+      assert.strictEqual(removed.message, "server a was removed from the pool")
+      yield* Scope.close(scope, Exit.void)
+      const closed = yield* Fiber.join(waitB)
+      assert.strictEqual(closed._tag, "PoolClosedError")
+      assert.strictEqual(closed.message, "the connection pool is closed (server b)")
+    }))
+
+  it.effect("a failed warm-up connect stays in the Pool: the sweep and the borrows step over it", () =>
+    Effect.gen(function*() {
+      const { pool, state, tryLease } = yield* syncSetup({
+        maxConnections: 2,
+        minIdle: 2,
+        maxRequestsPerConnection: 2,
+        maxLifetime: "10 seconds",
+        lifetimeJitter: 0
+      })
+      state.failNext = 1
+      yield* pool.add("a", cfg)
+      yield* settle
+      assert.strictEqual(state.created, 1)
+      const lease = tryLease("a")! // the healthy session, whichever end of the list the failed item is at
+      assert.isDefined(lease)
+      const again = tryLease("a") // least-loaded: the failed item (0 borrowers) is not a choice
+      assert.isDefined(again)
+      assert.strictEqual(idOf(again!.connection), idOf(lease.connection))
+      yield* releaseSync(lease)
+      yield* releaseSync(again!)
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      // the sweep got past the failed item to retire the expired session
+      assert.strictEqual((yield* pool.stats("a")).destroyed.lifetime, 1)
+    }))
+
+  it.effect("only failed items available: nothing is lent synchronously; a borrow that waited for a connect is counted", () =>
+    Effect.gen(function*() {
+      const { pool, state, tryLease } = yield* syncSetup({ maxConnections: 2, minIdle: 2 })
+      state.failNext = 2
+      yield* pool.add("a", cfg)
+      yield* settle
+      assert.strictEqual(state.created, 0)
+      assert.isUndefined(tryLease("a"))
+      yield* pool.use("a", () => Effect.void)
+      const s = yield* pool.stats("a")
+      assert.deepStrictEqual([s.waits, s.acquired], [1, 1])
+    }))
+
+  it.effect("slow-path borrows that did not wait are not counted as waits, and are not pinged before pingAfterIdle", () =>
+    Effect.gen(function*() {
+      // leak detection on: every get takes the slow path (Pool.get, then the checks of hand-out)
+      const { pool, state } = yield* syncSetup({ leakDetectionThreshold: "1 hour", pingAfterIdle: "10 seconds", maxRequestsPerConnection: 2 })
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void) // cold: waited for the connect
+      assert.strictEqual((yield* pool.stats("a")).waits, 1)
+      const scope = yield* Scope.make()
+      yield* pool.get("a").pipe(Scope.provide(scope)) // warm, idle < 10 s: no ping, no wait
+      yield* TestClock.adjust("15 seconds")
+      yield* pool.get("a").pipe(Scope.provide(scope)) // shared with a borrower: no ping either
+      const s = yield* pool.stats("a")
+      assert.deepStrictEqual([s.waits, s.leases, state.pings], [1, 2, 0])
+      yield* Scope.close(scope, Exit.void)
+      yield* TestClock.adjust("10 seconds") // idle exactly pingAfterIdle: pinged on the next borrow
+      yield* Effect.scoped(pool.get("a"))
+      assert.strictEqual(state.pings, 1)
+      assert.deepStrictEqual(state.pingOptions, [{ timeout: 5_000 }])
+    }))
+
+  it.effect("a borrow waiting behind a queued borrower counts as a wait; the histogram records the wait in seconds", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* syncSetup({ maxConnections: 1, maxRequestsPerConnection: 1, leakDetectionThreshold: "1 hour" })
+      yield* pool.add("wh", cfg)
+      yield* TestClock.adjust("5 seconds")
+      const first = yield* Scope.make()
+      yield* pool.get("wh").pipe(Scope.provide(first)) // cold at t = 5 s: waited 0 s for the connect
+      const second = yield* Effect.forkChild(Effect.scoped(pool.get("wh")))
+      yield* settle
+      yield* TestClock.adjust("2 seconds")
+      yield* Scope.close(first, Exit.void)
+      yield* Fiber.join(second)
+      const s = yield* pool.stats("wh")
+      assert.strictEqual(s.waits, 2)
+      const hist = yield* Metric.value(Metric.withAttributes(ConnectionPool.metrics.acquireDuration, { server: "wh" }))
+      assert.strictEqual(hist.count, 2)
+      assert.closeTo(hist.sum, 2, 1e-9)
+    }))
+
+  it.effect("a session that broke quietly (isOpen false, no close event) is never lent: retired as broken on the next borrow or sweep", () =>
+    Effect.gen(function*() {
+      const { breakQuietly, pool, state, tryLease } = yield* syncSetup({ housekeepingInterval: "1 hour" })
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void)
+      breakQuietly(1)
+      assert.isUndefined(tryLease("a"))
+      const viaUse = yield* pool.use("a", (c) => Effect.succeed(idOf(c)))
+      assert.strictEqual(viaUse, 2)
+      breakQuietly(2)
+      const viaGet = yield* Effect.scoped(Effect.map(pool.get("a"), idOf))
+      assert.strictEqual(viaGet, 3)
+      const s = yield* pool.stats("a")
+      assert.deepStrictEqual([s.destroyed.broken, s.total], [2, 1])
+      assert.deepStrictEqual([...state.live.keys()], [3])
+    }))
+
+  it.effect("the sweep retires a quietly broken idle session as broken", () =>
+    Effect.gen(function*() {
+      const { breakQuietly, pool, state } = yield* syncSetup()
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void)
+      breakQuietly(1)
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      const s = yield* pool.stats("a")
+      assert.deepStrictEqual([s.destroyed.broken, s.total], [1, 0])
+      assert.strictEqual(state.live.size, 0)
+    }))
+
+  it.effect("a session at its lifetime exactly is not lent (warm or slow path) and is retired as lifetime", () =>
+    Effect.gen(function*() {
+      const { pool, tryLease } = yield* syncSetup({ maxLifetime: "10 seconds", lifetimeJitter: 0, housekeepingInterval: "1 hour" })
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void)
+      yield* TestClock.adjust(9_999)
+      const lease = tryLease("a")
+      assert.isDefined(lease)
+      yield* releaseSync(lease!)
+      yield* TestClock.adjust(1)
+      assert.isUndefined(tryLease("a"))
+      const id = yield* pool.use("a", (c) => Effect.succeed(idOf(c)))
+      assert.strictEqual(id, 2)
+      assert.strictEqual((yield* pool.stats("a")).destroyed.lifetime, 1)
+    }))
+
+  it.effect("a session lent to another borrower is shared without a ping, however long ago it was idle", () =>
+    Effect.gen(function*() {
+      const { pool, state, tryLease } = yield* syncSetup({ pingAfterIdle: "10 seconds", maxRequestsPerConnection: 2 })
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void) // idle since t = 0
+      yield* TestClock.adjust("5 seconds")
+      const first = tryLease("a")!
+      yield* TestClock.adjust("10 seconds")
+      const second = tryLease("a") // idleSince is 0, but the session is in use
+      assert.isDefined(second)
+      yield* releaseSync(second!)
+      yield* releaseSync(first)
+      assert.strictEqual(state.pings, 0)
+    }))
+
+  it.effect("a ping interrupted with its borrower retires nothing", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* syncSetup({ pingAfterIdle: "10 seconds" })
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void)
+      yield* TestClock.adjust("20 seconds")
+      state.ping = Effect.never
+      const borrower = yield* Effect.forkChild(pool.use("a", () => Effect.void))
+      yield* settle
+      assert.strictEqual(state.pings, 1)
+      yield* Fiber.interrupt(borrower)
+      const s = yield* pool.stats("a")
+      assert.deepStrictEqual([s.destroyed.ping, s.leases, s.idle, s.total], [0, 0, 1, 1])
+    }))
+
+  it.effect("after a failed ping the retry waits only for what is left of acquireTimeout", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* syncSetup({ maxConnections: 1, pingAfterIdle: "5 seconds", acquireTimeout: "10 seconds" })
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void)
+      yield* TestClock.adjust("10 seconds")
+      state.ping = Effect.andThen(Effect.sleep("4 seconds"), Effect.fail(new McpConnectError({ server: "a", message: "ping failed", stderrTail: "" })))
+      state.connectMs = { a: 3_600_000 } // the replacement hangs
+      const borrower = yield* Effect.forkChild(Effect.flip(pool.use("a", () => Effect.void)))
+      yield* settle
+      yield* TestClock.adjust("4 seconds") // ping fails at t = 14 s: 6 s of the 10 s are left
+      yield* settle
+      yield* TestClock.adjust("6 seconds")
+      yield* settle
+      const e = yield* Fiber.join(borrower)
+      assert.strictEqual(e._tag, "PoolTimeoutError")
+      assert.strictEqual((yield* pool.stats("a")).destroyed.ping, 1)
+      yield* TestClock.adjust("1 hour") // let the hung connect end, so the pool can close
+    }))
+
+  it.effect("the acquire timeout's message carries the pool state", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* syncSetup({ maxConnections: 1, maxRequestsPerConnection: 1, acquireTimeout: "3 seconds" })
+      yield* pool.add("a", cfg)
+      const scope = yield* Scope.make()
+      yield* pool.get("a").pipe(Scope.provide(scope))
+      const waiter = yield* Effect.forkChild(Effect.flip(pool.use("a", () => Effect.void)))
+      yield* settle
+      yield* TestClock.adjust("3 seconds")
+      const e = yield* Fiber.join(waiter)
+      assert.strictEqual(e._tag, "PoolTimeoutError")
+      assert.strictEqual(e.message, "no session of a available within 3000 ms (total=1, active=1, starting=0, waiting=0)")
+    }))
 })

@@ -316,7 +316,6 @@ interface Entry<A> {
   /** Servable (stale) while `now < staleUntil`; `staleUntil >= expiresAt`. */
   staleUntil: number
   group: Group
-  refreshing: boolean
 }
 
 interface InFlight<A, E> {
@@ -457,7 +456,7 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
         removeEntry(victim, v.staleUntil <= now ? "expired" : "capacity")
       }
       if (map.size >= capacity) return // a custom policy gave no usable victim: do not overfill
-      map.set(key, { value, expiresAt, staleUntil, group: groupFor(key), refreshing: false })
+      map.set(key, { value, expiresAt, staleUntil, group: groupFor(key) })
       policy.onInsert(key)
     }
 
@@ -487,8 +486,6 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
               loadFailures++
               group.loadFailed++
             }
-            const held = map.get(key)
-            if (held !== undefined) held.refreshing = false
             Deferred.doneUnsafe(record.deferred, exit)
             return Effect.void
           })
@@ -509,12 +506,15 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
         })
       )
 
+    /**
+     * Starts the one background refresh of a stale entry. The caller checked `inflight` a step earlier; the
+     * check is repeated in case the fiber yielded in between and another fiber started a load of `key`.
+     */
     const refreshInBackground = <E, R>(key: K, entry: Entry<A>, lookup: Effect.Effect<A, E, R>) =>
       Effect.uninterruptible(Effect.suspend(() => {
         if (inflight.has(key)) return Effect.void
         const record: InFlight<A, E> = { deferred: Deferred.makeUnsafe<A, E>(), detached: false }
         inflight.set(key, record)
-        entry.refreshing = true
         return startLoad(key, lookup, entry.group, record)
       }))
 
@@ -534,7 +534,8 @@ export const make = <K, A>(options: Options<K, A>): Effect.Effect<KeyedCache<K, 
             entry.group.staleHits++
             policy.onAccess(key)
             const value = entry.value
-            if (entry.refreshing || inflight.has(key)) return Effect.succeed(value)
+            // A refresh (or a load) of this key is already running: it is registered in `inflight`.
+            if (inflight.has(key)) return Effect.succeed(value)
             return Effect.as(refreshInBackground(key, entry, lookup), value)
           }
           removeEntry(key, "expired")
