@@ -96,9 +96,13 @@ describe("CircuitBreaker shell (mutation pins)", () => {
       const error = timeout(1)
       yield* Effect.exit(breaker.execute(Effect.fail(error))) // opens at 5 000, probe at 15 000
       yield* TestClock.adjust("2 seconds")
+      // (set here, not read: under mutation an earlier test's rejection may have left it at 0)
       const limit = Error.stackTraceLimit
+      Error.stackTraceLimit = 7
       const open = yield* rejectionOf(breaker)
-      assert.strictEqual(Error.stackTraceLimit, limit) // restored after building the error without a stack
+      const after = Error.stackTraceLimit
+      Error.stackTraceLimit = limit
+      assert.strictEqual(after, 7) // restored after building the error without a stack
       assert.deepInclude(open, { server: "srv", state: "Open", nextProbeAt: 15_000, openedBy: error })
       assert.strictEqual(open.message, `circuit breaker for "srv" is open; next probe in 8000 ms`)
       // the timer publishes Open -> HalfOpen at the deadline, with no call and no read
