@@ -99,6 +99,18 @@ describe("CircuitBreakerMachine windows (mutation pins)", () => {
     assert.strictEqual(p2.deadline, 1_100)
   })
 
+  it("HalfOpen: a probe slot given back (ignored) does not restart the max wait for the next probe", () => {
+    const st = { ...settings("count", 10), permittedCallsInHalfOpen: 1, successThresholdToClose: 1, halfOpenMaxWaitMillis: 1_000 }
+    const [, half] = M.manual(st, M.initial(st, 0), "HalfOpen", 0)
+    const [p1, h1] = M.acquire(st, half, 100)
+    assert.strictEqual(h1.deadline, 1_100)
+    const [, back] = M.complete(st, h1, p1.decision, "ignore", 50, 150)
+    assert.strictEqual(back.probes, 0)
+    const [p2, h2] = M.acquire(st, back, 600)
+    assert.strictEqual(p2.decision, back.generation) // admitted again
+    assert.strictEqual(h2.deadline, 1_100)
+  })
+
   it("probe outcomes: reasons, the slow-probe limit boundary, slow successes below it are counted", () => {
     const st = { ...settings("count", 10), permittedCallsInHalfOpen: 3, successThresholdToClose: 3, slowProbeLimit: 2, halfOpenMaxWaitMillis: 100_000 }
     const [, half] = M.manual(st, M.initial(st, 0), "HalfOpen", 0)
