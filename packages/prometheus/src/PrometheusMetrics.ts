@@ -67,7 +67,9 @@ import { Page, RegistryExposition } from "./RegistryExposition.ts"
  *   (Prometheus does): a page of 15.8 MB for 100 servers × 50 tools goes out as about 0.47 MB. With
  *   `keel`, the body is the kept blocks' gzip members one after the other (a multi-member gzip stream,
  *   which Prometheus' Go reader, zlib and browsers decode whole), so only changed blocks are
- *   compressed again; members compress about 10 % worse than one stream would.
+ *   compressed again, a batch at a time as the body is written (then the body is chunked; a page whose
+ *   members are all kept goes out with a `Content-Length`). Members compress about 10 % worse than one
+ *   stream would.
  * - `gzipLevel` (1): zlib's level. 1 is the fastest and, on this very repetitive text, within a few
  *   percent of 3's size; 6 is about 17 % smaller and takes about twice as long to compress (a cost paid
  *   only for the blocks that changed; see the benchmark).
@@ -130,9 +132,9 @@ export interface PrometheusMetricsShape {
   /** `http://host:port/path`. */
   readonly url: string
   /**
-   * Serves the exposition for any request (seed: `Handler()`), with a `Content-Length`, gzipped when the
-   * request's `Accept-Encoding` allows it (and `gzip` is on), written in batches that wait for the socket
-   * to drain; mount it in your own server.
+   * Serves the exposition for any request (seed: `Handler()`), gzipped when the request's
+   * `Accept-Encoding` allows it (and `gzip` is on), written in batches that wait for the socket to
+   * drain; mount it in your own server.
    */
   readonly handler: (request: IncomingMessage, response: ServerResponse) => void
   /** The exposition text, as `/metrics` serves it, without HTTP. */
@@ -233,34 +235,27 @@ export const acceptsGzip = (header: string | ReadonlyArray<string> | undefined):
   return star ?? false
 }
 
-/** How much {@link writeAll} hands the socket at once. */
-const WriteBatch = 1024 * 1024
+/** How many chunks (blocks of about 64 KiB of page) {@link writeAll} writes, or compresses, at a time. */
+const WriteBatch = 16
 
 /**
- * Writes `chunks` to `response` and ends it: corked batches of about {@link WriteBatch} bytes (one
- * `writev` each instead of a write per chunk), and after a batch that fills the socket's buffer, the
- * next only on `drain` (backpressure). Stops if the response is destroyed (the client went away).
+ * Writes `count` chunks (`chunk(i)` makes the i-th, maybe compressing it) to `response` and ends it:
+ * corked batches of {@link WriteBatch} chunks (one `writev` each instead of a write per chunk); after a
+ * batch that fills the socket's buffer the next waits for `drain` (backpressure), otherwise for the next
+ * turn of the event loop, so that compressing a changed page does not hold the loop for all of it.
+ * Stops if the response is destroyed (the client went away).
  */
-const writeAll = (response: ServerResponse, chunks: ReadonlyArray<Buffer>): void => {
+const writeAll = (response: ServerResponse, count: number, chunk: (i: number) => Buffer): void => {
   let i = 0
   const next = (): void => {
-    while (i < chunks.length) {
-      if (response.destroyed) return
-      response.cork()
-      let batch = 0
-      let full = false
-      while (i < chunks.length && batch < WriteBatch) {
-        const chunk = chunks[i++]!
-        batch += chunk.length
-        full = !response.write(chunk)
-      }
-      response.uncork()
-      if (full && i < chunks.length) {
-        response.once("drain", next)
-        return
-      }
-    }
-    response.end()
+    if (response.destroyed) return
+    response.cork()
+    let full = false
+    for (const end = Math.min(count, i + WriteBatch); i < end;) full = !response.write(chunk(i++))
+    response.uncork()
+    if (i >= count) response.end()
+    else if (full) response.once("drain", next)
+    else setImmediate(next)
   }
   next()
 }
@@ -314,13 +309,18 @@ const make = (input: PrometheusMetricsConfigInput) =>
             response.end()
             return
           }
-          // the whole body is known (kept or just written): a Content-Length, so a client that loses
-          // the connection mid-page cannot take a truncated page for a complete one
+          if (gzip && !page.gzipReady(config.gzipLevel)) {
+            // blocks to compress: compressed batch by batch as they are written (chunked)
+            writeAll(response, page.blocks.length, (i) => page.gzipMember(i, config.gzipLevel))
+            return
+          }
+          // the whole body is known: a Content-Length, so a client that loses the connection mid-page
+          // cannot take a truncated page for a complete one (a chunked page lacks its last chunk)
           const body = gzip ? page.gzip(config.gzipLevel) : page.buffers()
           let length = 0
           for (const b of body) length += b.length
           response.setHeader("content-length", length)
-          writeAll(response, body)
+          writeAll(response, body.length, (i) => body[i]!)
         },
         (e) => {
           response.statusCode = 500

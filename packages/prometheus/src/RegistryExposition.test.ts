@@ -194,6 +194,23 @@ describe("RegistryExposition", () => {
       assert.include(all.text(), "c_total{tool=\"t1500\"} 43\n")
     })))
 
+  it.effect("a page smaller than a block is kept whole too (and its gzip member)", () =>
+    run(Effect.gen(function*() {
+      const { compare } = yield* setup
+      yield* Metric.update(Metric.gauge("g"), 1)
+      const [first] = yield* compare("first")
+      assert.strictEqual(first!.blocks.length, 1)
+      const member = first!.gzip(1)[0]
+      const [again] = yield* compare("again")
+      assert.strictEqual(again!.blocks[0], first!.blocks[0])
+      assert.isTrue(again!.gzipReady(1))
+      assert.strictEqual(again!.gzip(1)[0], member)
+      yield* Metric.update(Metric.gauge("g"), 2)
+      const [changed] = yield* compare("changed")
+      assert.notStrictEqual(changed!.blocks[0], first!.blocks[0])
+      assert.notStrictEqual(changed!.gzip(1)[0], member)
+    })))
+
   it.effect("a family whose first entry changes is rewritten whole (header and series), forgotten series are dropped", () =>
     run(Effect.gen(function*() {
       const { compare, expositions, registry } = yield* setup

@@ -159,15 +159,24 @@ export class Page {
   /** The page gzipped at `level`: one gzip member per block, compressed on first use and kept. */
   gzip(level: number): Array<Buffer> {
     const out: Array<Buffer> = new Array(this.blocks.length)
-    for (let i = 0; i < this.blocks.length; i++) {
-      const b = this.blocks[i]!
-      if (b.gzip === undefined || b.gzipLevel !== level) {
-        b.gzip = gzipSync(b.bytes, { level })
-        b.gzipLevel = level
-      }
-      out[i] = b.gzip
-    }
+    for (let i = 0; i < this.blocks.length; i++) out[i] = this.gzipMember(i, level)
     return out
+  }
+
+  /** Whether every block's gzip member at `level` is made already ({@link gzip} costs nothing). */
+  gzipReady(level: number): boolean {
+    for (const b of this.blocks) if (b.gzip === undefined || b.gzipLevel !== level) return false
+    return true
+  }
+
+  /** Block `i`'s gzip member at `level`, compressed now if it is not kept yet. */
+  gzipMember(i: number, level: number): Buffer {
+    const b = this.blocks[i]!
+    if (b.gzip === undefined || b.gzipLevel !== level) {
+      b.gzip = gzipSync(b.bytes, { level })
+      b.gzipLevel = level
+    }
+    return b.gzip
   }
 
   /** The page as one string. */
@@ -583,7 +592,11 @@ export class RegistryExposition {
       const item = items[i]!
       const old = item.block
       const startsOld = old !== undefined && item.index === 0
-      if (startsOld && old.bytes.length >= MinBlock && (runSize === 0 || runSize >= MinBlock) && reusable(old, items, i)) {
+      // (a small block is merged with its neighbours, unless it ends the page)
+      if (
+        startsOld && (old.bytes.length >= MinBlock || i + old.items.length === items.length) &&
+        (runSize === 0 || runSize >= MinBlock) && reusable(old, items, i)
+      ) {
         flush()
         blocks.push(old)
         i += old.items.length
