@@ -4,7 +4,7 @@
  * counters of `stats`. Fake sessions, no processes.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Metric, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Logger, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as ConnectionPool from "./ConnectionPool.ts"
@@ -750,5 +750,197 @@ describe("ConnectionPool hot path: health, lifetime, ping, leaks, waits (mutatio
       const e = yield* Fiber.join(waiter)
       assert.strictEqual(e._tag, "PoolTimeoutError")
       assert.strictEqual(e.message, "no session of a available within 3000 ms (total=1, active=1, starting=0, waiting=0)")
+    }))
+})
+
+describe("ConnectionPool sweep, retire, close and balance (mutation pins)", () => {
+  it.effect("a retired session is counted once; a crash while it is still lent ends its child at once", () =>
+    Effect.gen(function*() {
+      const { crash, pool, state } = yield* syncSetup()
+      yield* pool.add("a", cfg)
+      const scope = yield* Scope.make()
+      const conn = yield* pool.get("a").pipe(Scope.provide(scope))
+      yield* pool.invalidate("a", conn)
+      yield* pool.invalidate("a", conn)
+      assert.isTrue(state.live.has(idOf(conn))) // lent: closed when returned
+      crash(idOf(conn))
+      yield* settle
+      assert.isFalse(state.live.has(idOf(conn))) // broken: closed at once, though still lent
+      const s = yield* pool.stats("a")
+      assert.deepStrictEqual([s.destroyed.invalidated, s.destroyed.broken, s.leases], [1, 0, 1])
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual((yield* pool.stats("a")).leases, 0)
+    }))
+
+  it.effect("remove waits for a session that was already closing when it started", () =>
+    Effect.gen(function*() {
+      const { crash, pool, state } = yield* syncSetup()
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void)
+      const gate = yield* Deferred.make<void>()
+      state.closeGate = gate
+      crash(1) // its close starts, and waits for the gate
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).total, 0)
+      const removal = yield* Effect.forkChild(pool.remove("a"))
+      yield* settle
+      assert.isUndefined(removal.pollUnsafe()) // the child has not exited yet
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(removal)
+      assert.strictEqual(state.closed, 1)
+    }))
+
+  it.effect("a connect keeps its slot until connectSlotHold or its end, and gives it back once", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* syncSetup({ maxConcurrentConnects: 1, connectSlotHold: "1 second", minIdle: 1 })
+      state.connectMs = { a: 1_500, b: 10_000, c: 10_000 }
+      yield* pool.add("a", cfg)
+      yield* pool.add("b", cfg)
+      yield* pool.add("c", cfg)
+      yield* settle
+      assert.strictEqual(state.connecting, 1) // a holds the one slot
+      yield* TestClock.adjust(1_000) // a's hold ends: b takes the slot
+      yield* settle
+      assert.strictEqual(state.connecting, 2)
+      yield* TestClock.adjust(600) // a ends (t = 1.6 s): its slot was already given back, c still waits for b's
+      yield* settle
+      assert.strictEqual(state.connecting, 1)
+      yield* TestClock.adjust(400) // b's hold ends (t = 2 s): c starts
+      yield* settle
+      assert.strictEqual(state.connecting, 2)
+      assert.strictEqual(state.peakConnecting, 2)
+      yield* TestClock.adjust("20 seconds")
+      yield* settle
+      assert.strictEqual(state.created, 3)
+    }))
+
+  it.effect("idle timeout: retired at exactly idleTimeout; a lent session is never idle-evicted, and does not use up the idle count", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* syncSetup({ idleTimeout: "10 seconds", maxRequestsPerConnection: 1 })
+      yield* pool.add("a", cfg)
+      const a = yield* Scope.make()
+      const b = yield* Scope.make()
+      const first = yield* pool.get("a").pipe(Scope.provide(a)) // session 1, idle since t = 0 before this
+      yield* pool.get("a").pipe(Scope.provide(b)) // session 2
+      yield* Scope.close(b, Exit.void) // 2 idle since t = 0
+      yield* TestClock.adjust("9 seconds")
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).destroyed.idle, 0)
+      yield* TestClock.adjust("1 second") // t = 10 s: 2 has idled exactly idleTimeout
+      yield* settle
+      let s = yield* pool.stats("a")
+      assert.strictEqual(s.destroyed.idle, 1)
+      assert.deepStrictEqual([...state.live.keys()], [idOf(first)]) // 1 is lent: kept
+      yield* TestClock.adjust("20 seconds")
+      yield* settle
+      s = yield* pool.stats("a")
+      assert.deepStrictEqual([s.destroyed.idle, s.total], [1, 1])
+      yield* Scope.close(a, Exit.void)
+    }))
+
+  it.effect("a lent session retired in a sweep does not count against minIdle for the idle ones", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* syncSetup({
+        minIdle: 1,
+        maxConnections: 3,
+        maxRequestsPerConnection: 1,
+        idleTimeout: "10 seconds",
+        maxLifetime: "30 seconds",
+        lifetimeJitter: 0
+      })
+      yield* pool.add("a", cfg)
+      yield* settle
+      const held = yield* Scope.make()
+      yield* pool.get("a").pipe(Scope.provide(held)) // session 1 (the warm one), lent; expires at t = 30 s
+      yield* TestClock.adjust("20 seconds")
+      yield* settle
+      const b = yield* Scope.make()
+      yield* pool.get("a").pipe(Scope.provide(b))
+      yield* pool.get("a").pipe(Scope.provide(b))
+      yield* Scope.close(b, Exit.void) // sessions 2 and 3 idle since t = 20 s
+      assert.strictEqual(state.created, 3)
+      yield* TestClock.adjust("10 seconds") // t = 30 s: 1 expires (lent), 2 and 3 have idled 10 s
+      yield* settle
+      const s = yield* pool.stats("a")
+      // 1 retired for its lifetime; of the two idle ones, one goes (idle 2 > minIdle 1), one stays
+      assert.deepStrictEqual([s.destroyed.lifetime, s.destroyed.idle, s.idle], [1, 1, 1])
+      yield* Scope.close(held, Exit.void)
+    }))
+
+  it.effect("leak detection: a lease held exactly leakDetectionThreshold is reported, with its age, once", () =>
+    Effect.gen(function*() {
+      const logs: Array<string> = []
+      const capture = Logger.make((options) => {
+        logs.push(`${options.logLevel}: ${String(options.message)}`)
+      })
+      const fakes = richFakes()
+      const pool = yield* ConnectionPool.make(
+        { pingAfterIdle: null, leakDetectionThreshold: "5 seconds" },
+        { connect: fakes.connect }
+      ).pipe(Effect.provideService(Logger.CurrentLoggers, new Set([capture])))
+      yield* pool.add("a", cfg)
+      yield* TestClock.adjust("2 seconds")
+      const scope = yield* Scope.make()
+      yield* pool.get("a").pipe(Scope.provide(scope)) // since t = 2 s
+      yield* TestClock.adjust("4 seconds") // held 4 s
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).suspectedLeaks, 0)
+      yield* TestClock.adjust("1 second") // held 5 s
+      yield* settle
+      assert.strictEqual((yield* pool.stats("a")).suspectedLeaks, 1)
+      assert.deepStrictEqual(logs, [
+        'Warn: ConnectionPool: a session of "a" has been leased for 5000 ms (leakDetectionThreshold 5000 ms): is a scope from pool.get never closed?'
+      ])
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.effect("use takes the least-loaded session too (not just the Pool's head)", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* syncSetup({ maxConnections: 2, minIdle: 2, maxRequestsPerConnection: 4 })
+      yield* pool.add("a", cfg)
+      yield* settle
+      const gate = yield* Deferred.make<void>()
+      const ids: Array<number> = []
+      const user = (i: number) =>
+        // built inside the fiber: `use` picks its session when it is called (see the report in notes-pool-cache.md)
+        Effect.forkChild(Effect.suspend(() => pool.use("a", (c) => Effect.andThen(Effect.sync(() => (ids[i] = idOf(c))), Deferred.await(gate)))))
+      const fibers = [yield* user(0), yield* user(1)]
+      yield* settle
+      assert.strictEqual(new Set(ids).size, 2)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.joinAll(fibers)
+    }))
+
+  it.effect("maxIdle applies to warm gets, counts only idle sessions, and spares a session still lent", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* syncSetup({ maxConnections: 3, minIdle: 3, maxIdle: 1, maxRequestsPerConnection: 2 })
+      yield* pool.add("a", cfg)
+      yield* settle
+      const held = yield* Scope.make()
+      yield* pool.get("a").pipe(Scope.provide(held)) // warm get: session x, now 2 idle
+      const shared = yield* Scope.make()
+      yield* pool.get("a").pipe(Scope.provide(shared)) // least-loaded: another session y; 1 idle
+      yield* pool.get("a").pipe(Scope.provide(shared)) // the idle one z; 0 idle
+      yield* pool.get("a").pipe(Scope.provide(shared)) // shares x or y or z
+      assert.strictEqual((yield* pool.stats("a")).destroyed.excess, 0)
+      yield* Scope.close(shared, Exit.void) // y and z come back idle (2 > 1): one of them goes
+      let s = yield* pool.stats("a")
+      assert.strictEqual(s.destroyed.excess, 1)
+      yield* Scope.close(held, Exit.void) // x comes back: idle 2 > 1 again
+      yield* settle
+      s = yield* pool.stats("a")
+      assert.strictEqual(s.destroyed.excess, 2)
+    }))
+
+  it.effect("maxIdle: a session returned while another is lent is kept when the idle ones are within maxIdle", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* syncSetup({ maxConnections: 2, maxIdle: 1, maxRequestsPerConnection: 1 })
+      yield* pool.add("a", cfg)
+      const held = yield* Scope.make()
+      yield* pool.get("a").pipe(Scope.provide(held)) // session 1 lent
+      yield* pool.use("a", () => Effect.void) // session 2, returned: 1 idle (the lent one is not idle)
+      const s = yield* pool.stats("a")
+      assert.deepStrictEqual([s.destroyed.excess, s.idle, s.total], [0, 1, 2])
+      yield* Scope.close(held, Exit.void)
     }))
 })
