@@ -304,16 +304,26 @@ describe("CircuitBreaker shell (mutation pins)", () => {
       )
     }))
 
-  it.effect("metrics: the context's metric attributes are kept on the per-call series", () =>
+  it.effect("metrics: the per-call series keep the context's metric attributes and go to its registry", () =>
     Effect.gen(function*() {
-      const breaker = yield* CB.make("attributed", config).pipe(
-        Effect.provideService(Metric.CurrentMetricAttributes, { env: "test" })
-      )
+      const registry = new Map()
+      const inContext = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+        self.pipe(
+          Effect.provideService(Metric.CurrentMetricAttributes, { env: "test" }),
+          Effect.provideService(Metric.MetricRegistry, registry)
+        )
+      const breaker = yield* inContext(CB.make("attributed", config))
       yield* breaker.execute(ok)
-      const series = yield* Metric.value(
-        Metric.withAttributes(CB.callsCounter, { server: "attributed", outcome: "success" })
-      ).pipe(Effect.provideService(Metric.CurrentMetricAttributes, { env: "test" }))
-      assert.strictEqual(series.count, 1)
+      yield* Effect.exit(breaker.execute(Effect.fail(timeout(1))))
+      const count = (outcome: string) =>
+        Effect.map(
+          inContext(Metric.value(Metric.withAttributes(CB.callsCounter, { server: "attributed", outcome }))),
+          (s) => s.count
+        )
+      assert.deepStrictEqual([yield* count("success"), yield* count("failure")], [1, 1])
+      // nothing went to the default registry under these names
+      const outside = yield* Metric.value(Metric.withAttributes(CB.callsCounter, { server: "attributed", outcome: "success" }))
+      assert.strictEqual(outside.count, 0)
     }))
 
   it.effect("per-call events are built only for listeners: a transitions-only subscription gets none", () =>

@@ -654,7 +654,10 @@ interface Core {
   readonly classify: Classifier | undefined
   readonly hub: Hub
   readonly sinks: ReadonlyArray<Hub>
-  /** The context the per-call counters are updated in: {@link context} with no extra metric attributes. */
+  /**
+   * The context the per-call counters are updated in: only {@link context}'s metric registry, and no extra
+   * metric attributes (they are in the counters' own). A counter's update looks up both on every call.
+   */
   readonly callContext: Context.Context<never>
   readonly mSuccess: Metric.Metric<number, unknown>
   readonly mFailure: Metric.Metric<number, unknown>
@@ -1061,7 +1064,7 @@ const makeFromConfig = (
     // a view copies the context on every update, and views of one shared metric recompute its series key
     // whenever two of them alternate. Same series: the context's metric attributes are folded into each
     // counter's own attributes (the breaker's `server` and `outcome` win, as with `withAttributes`), and the
-    // counters are updated in a context whose metric attributes are empty.
+    // counters are updated in `callContext`, whose metric attributes are empty.
     const extra = Context.get(context, Metric.CurrentMetricAttributes)
     const calls = (outcome: string) =>
       Metric.counter(callsCounter.id, {
@@ -1081,7 +1084,9 @@ const makeFromConfig = (
       classify: options.classify,
       hub,
       sinks,
-      callContext: Object.keys(extra).length === 0 ? context : Context.add(context, Metric.CurrentMetricAttributes, {}),
+      callContext: Context.make(Metric.MetricRegistry, Context.get(context, Metric.MetricRegistry)).pipe(
+        Context.add(Metric.CurrentMetricAttributes, {})
+      ),
       mSuccess: calls("success"),
       mFailure: calls("failure"),
       mSlow: calls("slow"),
