@@ -249,10 +249,17 @@ const writeAll = (response: ServerResponse, count: number, chunk: (i: number) =>
   let i = 0
   const next = (): void => {
     if (response.destroyed) return
-    response.cork()
     let full = false
-    for (const end = Math.min(count, i + WriteBatch); i < end;) full = !response.write(chunk(i++))
-    response.uncork()
+    response.cork()
+    try {
+      for (const end = Math.min(count, i + WriteBatch); i < end;) full = !response.write(chunk(i++))
+    } catch (e) {
+      // (a chunk that could not be made): never a truncated page that looks complete
+      response.destroy(e instanceof Error ? e : new Error(String(e)))
+      return
+    } finally {
+      response.uncork()
+    }
     if (i >= count) response.end()
     else if (full) response.once("drain", next)
     else setImmediate(next)

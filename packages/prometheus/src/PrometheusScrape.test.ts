@@ -231,6 +231,31 @@ describe("PrometheusMetrics /metrics, a slow or vanishing scraper", () => {
     }).pipe(Effect.provide(PrometheusMetrics.layer({ port: 0 })), Effect.provideService(Metric.MetricRegistry, new Map())))
 })
 
+describe("PrometheusMetrics /metrics, a failing registry entry", () => {
+  it.live("answers 500 with the reason while an entry cannot be read, then serves again", () =>
+    Effect.gen(function*() {
+      const registry = new Map()
+      yield* Effect.gen(function*() {
+        const metrics = yield* PrometheusMetrics
+        yield* record(1, 1)
+        registry.set("bad", {
+          id: "bad",
+          type: "Gauge",
+          description: undefined,
+          attributes: undefined,
+          hooks: { get: () => { throw new Error("boom") }, update: () => {}, modify: () => {} }
+        })
+        const failed = yield* getRaw(metrics.url, { "accept-encoding": "gzip" })
+        assert.strictEqual(failed.status, 500)
+        assert.include(failed.body.toString("utf8"), "boom")
+        registry.delete("bad")
+        const ok = yield* getRaw(metrics.url, { "accept-encoding": "gzip" })
+        assert.strictEqual(ok.status, 200)
+        assert.include(gunzipSync(ok.body).toString("utf8"), `${H}_bucket{`)
+      }).pipe(Effect.provide(PrometheusMetrics.layer({ port: 0 })), Effect.provideService(Metric.MetricRegistry, registry))
+    }))
+})
+
 describe("acceptsGzip", () => {
   it("reads Accept-Encoding", () => {
     const cases: Array<[string | undefined, boolean]> = [
