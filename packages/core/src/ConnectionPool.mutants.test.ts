@@ -274,6 +274,8 @@ describe("ConnectionPool.tryLeaseUnsafe (mutation pins)", () => {
       assert.strictEqual((yield* pool.stats("a")).pending, 1)
       assert.isUndefined(tryLease("a")) // a waiter is queued: never overtaken
       assert.isTrue(yield* releaseSync(lease))
+      // The session is back on the list, but the woken waiter has not taken it yet: still not lent past it.
+      assert.isUndefined(tryLease("a"))
       assert.strictEqual(yield* Fiber.join(waiter), 1)
       const s = yield* pool.stats("a")
       assert.deepStrictEqual([s.leases, s.pending, s.acquired, s.released], [0, 0, 2, 2])

@@ -148,6 +148,14 @@ describe("KeyedCache module definitions (fresh evaluation)", () => {
     }
     assert.throws(() => Schema.decodeUnknownSync(fresh.KeyedCacheConfig)({ policy: "" }))
   })
+
+  it("fromConfig builds a cache", async () => {
+    const fresh = await freshModule()
+    const config = Schema.decodeUnknownSync(fresh.KeyedCacheConfig)({ capacity: 3, policy: "fifo" })
+    const cache = await Effect.runPromise(Effect.scoped(fresh.fromConfig<string, number>("kcm-fresh-config", config)))
+    assert.strictEqual(cache.capacity, 3)
+    assert.strictEqual(cache.name, "kcm-fresh-config")
+  })
 })
 
 describe("KeyedCache callback series (mutation pins)", () => {
@@ -158,5 +166,63 @@ describe("KeyedCache callback series (mutation pins)", () => {
       yield* cache.get("k", Effect.die("hit"))
       const hit = yield* Metric.value(Metric.withAttributes(KeyedCache.metrics.requests, { cache: "kcm-incremental", result: "hit" }))
       assert.deepStrictEqual(hit, { count: 1, incremental: true })
+    }))
+})
+
+describe("KeyedCache reads, sweep and fetch timing (mutation pins)", () => {
+  it.effect("getUnsafe: the fresh value counted as a hit (touching the policy), else undefined and nothing counted", () =>
+    Effect.gen(function*() {
+      const cache = yield* KeyedCache.make<string, number>({
+        name: "kcm-get-unsafe",
+        capacity: 2,
+        timeToLive: 1_000,
+        keyAttributes: (key) => ({ group: key })
+      })
+      yield* cache.set("a", 1)
+      yield* cache.set("b", 2)
+      assert.strictEqual(cache.getUnsafe("a", 999), 1)
+      assert.isUndefined(cache.getUnsafe("a", 1_000)) // expiresAt: not fresh
+      assert.isUndefined(cache.getUnsafe("missing", 0))
+      const s = yield* cache.stats
+      assert.deepStrictEqual([s.hits, s.misses, s.requests], [1, 0, 1])
+      const hit = yield* Metric.value(Metric.withAttributes(KeyedCache.metrics.requests, { cache: "kcm-get-unsafe", group: "a", result: "hit" }))
+      assert.strictEqual(hit.count, 1)
+      yield* cache.set("c", 3) // lru: "a" was read last, so "b" goes
+      assert.deepStrictEqual([...(yield* cache.keys)].sort(), ["a", "c"])
+    }))
+
+  it.effect("a fresh get hit touches the policy (lru)", () =>
+    Effect.gen(function*() {
+      const cache = yield* KeyedCache.make<string, number>({ name: "kcm-get-touch", capacity: 2 })
+      yield* cache.set("a", 1)
+      yield* cache.set("b", 2)
+      assert.strictEqual(yield* cache.get("a", Effect.die("hit")), 1)
+      yield* cache.set("c", 3)
+      assert.deepStrictEqual([...(yield* cache.keys)].sort(), ["a", "c"])
+    }))
+
+  it.effect("sweep drops only entries past their stale window", () =>
+    Effect.gen(function*() {
+      const cache = yield* KeyedCache.make<string, number>({ name: "kcm-sweep", timeToLive: 1_000, staleWhileRevalidate: 1_000 })
+      yield* cache.set("old", 1)
+      yield* TestClock.adjust(1_500)
+      yield* cache.set("new", 2)
+      assert.strictEqual(yield* cache.sweep, 0) // "old" is stale but servable, "new" fresh
+      yield* TestClock.adjust(500) // "old" at its staleUntil
+      assert.strictEqual(yield* cache.sweep, 1)
+      assert.deepStrictEqual(yield* cache.keys, ["new"])
+    }))
+
+  it.effect("fetch duration is the load's own time, in seconds, whenever it starts", () =>
+    Effect.gen(function*() {
+      const cache = yield* KeyedCache.make<string, number>({ name: "kcm-fetch-time" })
+      yield* TestClock.adjust("10 seconds")
+      const fiber = yield* Effect.forkChild(cache.get("k", Effect.as(Effect.sleep(250), 1)))
+      yield* settle
+      yield* TestClock.adjust(250)
+      assert.strictEqual(yield* Fiber.join(fiber), 1)
+      const hist = yield* Metric.value(Metric.withAttributes(KeyedCache.metrics.fetchDuration, { cache: "kcm-fetch-time" }))
+      assert.strictEqual(hist.count, 1)
+      assert.closeTo(hist.sum, 0.25, 1e-9)
     }))
 })
