@@ -66,7 +66,7 @@ import { Page, RegistryExposition } from "./RegistryExposition.ts"
  * - `gzip` (`true`): answers `Content-Encoding: gzip` when the scraper sends `Accept-Encoding: gzip`
  *   (Prometheus does): a page of 15.8 MB for 100 servers × 50 tools goes out as about 0.47 MB. With
  *   `keel`, the body is the kept blocks' gzip members one after the other (a multi-member gzip stream,
- *   which Prometheus' Go reader, zlib and browsers decode whole), so only changed blocks are
+ *   which Prometheus' Go reader and zlib decode whole), so only changed blocks are
  *   compressed again, a batch at a time as the body is written (then the body is chunked; a page whose
  *   members are all kept goes out with a `Content-Length`). Members compress about 10 % worse than one
  *   stream would.

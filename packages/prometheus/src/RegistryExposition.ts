@@ -15,22 +15,27 @@
  *
  * How the page is kept:
  *
- * - an *item* is a family's header (`# HELP`, `# UNIT`, `# TYPE`) or one series' sample lines, its text
- *   kept with the values it was written from (label text and the `_bucket{…,le="x"} ` prefixes are built
- *   once per series);
- * - a *block* is a run of consecutive items (about {@link BlockSize} characters, across family
- *   boundaries) with its UTF-8 bytes and, once a gzip scrape asked for it, its own gzip member;
+ * - an *item* is a family's header (`# HELP`, `# UNIT`, `# TYPE`) or one series' sample lines, its bytes
+ *   kept with the values they were written from (the label text and line prefixes are made once per
+ *   series; a changed series is written straight to bytes from them);
+ * - a *block* is a run of consecutive items (about {@link BlockSize} bytes, across family boundaries)
+ *   with its bytes (each item's bytes are a view into them) and, once a gzip scrape asked for it, its
+ *   own gzip member;
  * - a scrape walks the registry, rewrites the items whose values changed, and reuses every block whose
  *   items are all unchanged and still consecutive on the page; the other items are put in new blocks,
  *   cut where old blocks started (so one changed series costs one block, about 64 KiB of text and its
  *   gzip member, not the page).
  *
  * A gzip page is the blocks' gzip members one after the other: a multi-member gzip stream (RFC 1952
- * §2.2), which gunzip, Node's zlib, Go's `compress/gzip` (Prometheus) and browsers decode as the
- * concatenation of the members.
+ * §2.2), which `gunzip`, Node's zlib and Go's `compress/gzip` (what Prometheus scrapes with; multistream
+ * is its default) decode as the concatenation of the members. Members compress about 10 % worse than
+ * one stream (468 against 420 KiB for the page above at level 1).
  *
- * When a registry holds what this module does not write itself (a `Summary` metric, or two metrics of
- * different kinds under one name), {@link RegistryExposition.collect} answers `undefined` and the caller
+ * What is kept: about the page's size in blocks, plus each series' label bytes and items (for the page
+ * above, about 34 MB retained against about 70 MB for the series-text cache this replaced).
+ *
+ * When a registry holds what this module does not write itself (a `Summary` metric, or a histogram and
+ * a number metric under one id), {@link RegistryExposition.collect} answers `undefined` and the caller
  * goes through the exporter.
  *
  * @since 0.1.0
