@@ -1,6 +1,7 @@
 /**
  * `PrometheusMetrics`: every Effect `Metric` of the program (Keel's and the application's own) exported
- * through `@effect/opentelemetry` and `@opentelemetry/exporter-prometheus`, served at `/metrics`, plus a
+ * as `@effect/opentelemetry` and `@opentelemetry/exporter-prometheus` export them (byte for byte; read
+ * from the registry directly by default, see {@link RegistryExposition}), served at `/metrics`, plus a
  * typed {@link MetricsSnapshot}. This is the seed's `NewPrometheusMetrics(manager, cache, pool)`,
  * `Handler()` and `GetSnapshot()`: Keel's components need not be passed in, since they record into the
  * program's metric registry, which this layer reads.
