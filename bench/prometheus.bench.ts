@@ -282,9 +282,9 @@ kept yet). With \`serializer: "keel"\` the page is read from the Effect registry
 blocks of about 64 KiB with their gzip members: a scrape rewrites (and recompresses) only the blocks
 holding a changed series, and the gzip page is a multi-member gzip stream (one member per block).
 "1 in 100 changed" records one more call on 50 of the 5,000 tool series (a different 50 each time) before
-each scrape: scattered over the page, they make 58 of its 242 blocks (3.9 of its 15.8 MB) new each time. "Every series changed"
-records one more call on each of the 5,500 tool series before each scrape (outside the timing), so no
-block is reused and only the label prefixes are: the worst case of the cache.
+each scrape: scattered over the page, they make 58 of its 242 blocks (3.9 of its 15.8 MB) new each time.
+"Every series changed" records one more call on each of the 5,500 tool series before each scrape (outside
+the timing), so no block is reused and only the label prefixes are: the worst case of the cache.
 
 ${scrapeTable}
 
