@@ -340,6 +340,43 @@ describe("ConnectionPool.tryLeaseUnsafe (mutation pins)", () => {
       assert.isDefined(tryLease("a")) // usage back to 0: lends again
     }))
 
+  it.effect("sync returns give the Pool's usage back: a growable Pool keeps lending synchronously", () =>
+    Effect.gen(function*() {
+      // not fixed (minIdle 0 < 3), one slot per session: any usage left behind would make the Pool want to grow
+      const { pool, tryLease } = yield* syncSetup({ maxConnections: 3, maxRequestsPerConnection: 1 })
+      yield* pool.add("a", cfg)
+      yield* pool.use("a", () => Effect.void)
+      for (let i = 0; i < 3; i++) {
+        const lease = tryLease("a")
+        assert.isDefined(lease, `borrow ${i}`)
+        assert.isFalse(yield* releaseSync(lease!))
+      }
+      assert.strictEqual((yield* pool.stats("a")).total, 1)
+    }))
+
+  it.effect("maxIdle applies to sync returns, also when the return goes through the Pool (a waiter queued)", () =>
+    Effect.gen(function*() {
+      const three = yield* syncSetup({ maxConnections: 3, minIdle: 3, maxIdle: 1, maxRequestsPerConnection: 1 })
+      yield* three.pool.add("a", cfg)
+      yield* settle
+      const lease = three.tryLease("a")!
+      assert.isFalse(yield* releaseSync(lease)) // idle 3 > maxIdle 1: this one goes
+      yield* settle
+      assert.strictEqual((yield* three.pool.stats("a")).destroyed.excess, 1)
+      assert.isFalse(three.state.live.has(idOf(lease.connection)))
+      // maxIdle 0: a session returned through the Pool (a borrower waits) is closed too; the waiter gets a new one
+      const one = yield* syncSetup({ maxConnections: 1, minIdle: 1, maxIdle: 0, maxRequestsPerConnection: 1 })
+      yield* one.pool.add("b", cfg)
+      yield* settle
+      const held = one.tryLease("b")!
+      const waiter = yield* Effect.forkChild(one.pool.use("b", (c) => Effect.succeed(idOf(c))))
+      yield* settle
+      assert.isTrue(yield* releaseSync(held))
+      const got = yield* Fiber.join(waiter)
+      assert.notStrictEqual(got, idOf(held.connection))
+      assert.strictEqual((yield* one.pool.stats("b")).destroyed.excess, 2) // the waiter's own return is excess too
+    }))
+
   it.effect("a session returned idle restarts its idle clock (the ping-after-idle check reads it)", () =>
     Effect.gen(function*() {
       const { pool, state, tryLease } = yield* syncSetup({ pingAfterIdle: "10 seconds" })
