@@ -28,8 +28,10 @@
  * in one `Ref` changed only with `Ref.modify`: one `modify` admits a call, one records its outcome, so
  * admission is atomic. A closed breaker with nothing due is the exception that writes nothing: admission
  * there leaves the state as it is, so it is a plain read, and only the outcome goes through `Ref.modify`
- * (closed-path overhead 1.07 µs median against opossum's 1.03 µs in the same benchmark run; two `modify`s
- * measured 1.46–1.61 µs). The fused `callTool` step's `recordUnsafe` applies the same completion step to
+ * (closed-path overhead 0.89 µs median against opossum's 0.97 µs in the same benchmark run,
+ * bench/RESULTS-circuit-breaker.md; two `modify`s measured 1.46–1.61 µs). The per-call counters are
+ * updated in a two-entry context, and a count window that replaces an outcome with an equal one shares its
+ * slots. The fused `callTool` step's `recordUnsafe` applies the same completion step to
  * the `Ref`'s value in place (Effect 4.1 has `Ref.getUnsafe` but no synchronous modify). The shell around it
  * publishes the transitions a step reports (events, metrics),
  * keeps one timer fiber on the current deadline, and steps the Open-wait `Schedule` in Effect after every
