@@ -377,6 +377,23 @@ describe("ConnectionPool.tryLeaseUnsafe (mutation pins)", () => {
       assert.strictEqual((yield* one.pool.stats("b")).destroyed.excess, 2) // the waiter's own return is excess too
     }))
 
+  it.effect("a slow-path borrow that arrives while a woken waiter has yet to take its session counts as a wait", () =>
+    Effect.gen(function*() {
+      // fixed (minIdle 1 = maxConnections 1), one slot; leak detection on: every get takes the slow path
+      const { pool, tryLease } = yield* syncSetup({ maxConnections: 1, minIdle: 1, maxRequestsPerConnection: 1, leakDetectionThreshold: "1 hour" })
+      yield* pool.add("a", cfg)
+      yield* settle
+      const lease = tryLease("a")!
+      const waiter = yield* Effect.forkChild(pool.use("a", (c) => Effect.succeed(idOf(c))))
+      yield* settle
+      assert.isTrue(yield* releaseSync(lease)) // the session is available again, the waiter woken but not run
+      // This borrow finds a session available but a waiter ahead of it: it will wait (queued behind it).
+      const id = yield* Effect.scoped(Effect.map(pool.get("a"), idOf))
+      assert.strictEqual(yield* Fiber.join(waiter), 1)
+      assert.strictEqual(id, 1)
+      assert.strictEqual((yield* pool.stats("a")).waits, 2)
+    }))
+
   it.effect("a session returned idle restarts its idle clock (the ping-after-idle check reads it)", () =>
     Effect.gen(function*() {
       const { pool, state, tryLease } = yield* syncSetup({ pingAfterIdle: "10 seconds" })
