@@ -190,6 +190,27 @@ describe("ConnectionPool: borrowing", () => {
       assert.strictEqual(state.created, 1)
     }).pipe(Effect.scoped))
 
+  it.effect("an effect run again borrows again: decisions are taken when it runs, not when it is built", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* setup({ maxIdle: 1 })
+      // Built before the server exists: it must find the server when it runs.
+      const borrow = pool.use("a", (c) => Effect.succeed(fakeId(c)))
+      const scoped = Effect.scoped(Effect.map(pool.get("a"), fakeId))
+      yield* pool.add("a", cfg)
+      // The same effect values run three times each (warm path with maxIdle, and get's slow path).
+      const ids = [yield* borrow, yield* borrow, yield* borrow, yield* scoped, yield* scoped]
+      assert.deepStrictEqual(ids, [1, 1, 1, 1, 1])
+      assert.strictEqual((yield* pool.stats("a")).acquired, 5)
+      // After the session dies, running the same value again picks a live one (the check runs each time).
+      state.live.get(1)!.crash()
+      assert.strictEqual(yield* borrow, 2)
+      assert.strictEqual((yield* pool.stats("a")).acquired, 6)
+      // Two runs of one value at once each get a borrow of their own.
+      const pair = yield* Effect.all([borrow, borrow], { concurrency: 2 })
+      assert.strictEqual(pair.length, 2)
+      assert.strictEqual((yield* pool.stats("a")).acquired, 8)
+    }).pipe(Effect.scoped))
+
   it.effect("release happens on failure and on interruption too", () =>
     Effect.gen(function*() {
       const { pool } = yield* setup()

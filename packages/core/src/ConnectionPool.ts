@@ -1038,7 +1038,18 @@ const afterRelease = (p: PoolState, s: ServerState, session: Session): void => {
 const endLease = (p: PoolState, s: ServerState, lease: Lease): Effect.Effect<void> =>
   Effect.andThen(Scope.close(lease.scope, Exit.void), Effect.sync(() => afterRelease(p, s, lease.session)))
 
+/**
+ * `pool.use`. Every decision (which server, warm or slow path, which session, the counters) is taken when the
+ * effect runs, not when it is built, so an effect that is run again (`Effect.retry`, `Effect.repeat`, the
+ * same value in `Effect.all`) borrows afresh each time.
+ */
 const use = <A, E, R>(
+  p: PoolState,
+  server: string,
+  f: (connection: McpConnection) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | PoolError, R> => Effect.suspend(() => useNow(p, server, f))
+
+const useNow = <A, E, R>(
   p: PoolState,
   server: string,
   f: (connection: McpConnection) => Effect.Effect<A, E, R>
@@ -1069,7 +1080,11 @@ const use = <A, E, R>(
   )
 }
 
-const get = (p: PoolState, server: string): Effect.Effect<McpConnection, PoolError, Scope.Scope> => {
+/** `pool.get`; decided when the effect runs, as {@link use}. */
+const get = (p: PoolState, server: string): Effect.Effect<McpConnection, PoolError, Scope.Scope> =>
+  Effect.suspend(() => getNow(p, server))
+
+const getNow = (p: PoolState, server: string): Effect.Effect<McpConnection, PoolError, Scope.Scope> => {
   const s = p.servers.get(server)
   if (s === undefined) return unknownServer(p, server)
   const g = s.current
