@@ -33,8 +33,10 @@ export default {
   incremental: true,
   incrementalFile: "mutation/stryker-incremental.json",
   reporters: ["clear-text", "progress", "html", "json"],
-  htmlReporter: { fileName: "reports/mutation/index.html" },
-  jsonReporter: { fileName: "reports/mutation/mutation.json" },
+  // KEEL_MUTATION_REPORTS=<dir> puts the reports elsewhere (two runs at once must not share a folder; the CLI
+  // of 10.1.1 has no flag for the reporters' file names).
+  htmlReporter: { fileName: `${process.env.KEEL_MUTATION_REPORTS ?? "reports/mutation"}/index.html` },
+  jsonReporter: { fileName: `${process.env.KEEL_MUTATION_REPORTS ?? "reports/mutation"}/mutation.json` },
   // The sandbox gets only what the tests load: core's committed sources and tests, plus the root configs
   // (node_modules are symlinked). Untracked scratch files in the tree are left out: they come and go while
   // Stryker copies, and a file that vanishes mid-copy aborts the run.
