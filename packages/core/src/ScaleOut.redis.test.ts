@@ -255,8 +255,10 @@ describe("shared tool lists", () => {
     const t0 = performance.now()
     expect((await A.call("demo", "set_tools", { add: ["shared_new_tool"] })).ok).toBe(true)
     await until(async () => ((await B.request("list", { server: "demo" })).names as Array<string>).includes("shared_new_tool"), 2_000, "B sees the new tool", 2)
-    const remoteAfter = (await B.request("metric", { name: "invalidations", attributes: { server: "demo", origin: "remote" } })).value.count
-    expect(remoteAfter).toBeGreaterThan(remoteBefore)
+    // B's own session may hear the server's list_changed first (origin local); A's broadcast must arrive too.
+    // Waiting for it (not reading the counter once) keeps the test from racing the two.
+    const remoteCount = async () => (await B.request("metric", { name: "invalidations", attributes: { server: "demo", origin: "remote" } })).value.count as number
+    await until(async () => (await remoteCount()) > remoteBefore, 2_000, "B counts A's broadcast", 2)
     expect(performance.now() - t0).toBeLessThan(100 + 300) // the set_tools call itself is included here
   }, 30_000)
 })
