@@ -32,8 +32,9 @@ try {
   const json = JSON.parse(readFileSync(report, "utf8"))
   passed = json.numPassedTests
   failed = json.numFailedTests
-  // A file that fails to load has no tests but still fails the run.
-  failed += json.testResults.filter((r) => r.status === "failed" && r.assertionResults.length === 0).length
+  // A file that fails to load, or whose setup (beforeAll) fails with no test of its own failing, still fails
+  // the run: it counts as one failure.
+  failed += json.testResults.filter((r) => r.status === "failed" && !r.assertionResults.some((a) => a.status === "failed")).length
 } catch (e) {
   console.error(`[test] no vitest JSON report (${e.message})`)
   failed = Math.max(failed, 1)
