@@ -133,39 +133,10 @@ const keyedCacheThroughput = (policy: "lru" | "lfu" | "fifo"): Promise<Row> =>
 const fmtOps = (n: number) => `${(n / 1e6).toFixed(2)} M/s`
 const fmtUs = (n: number) => (n < 10 ? n.toFixed(3) : n < 1000 ? n.toFixed(1) : n.toFixed(0))
 
-const main = async () => {
-  const lines: Array<string> = []
-  const log = (s = "") => {
-    console.log(s)
-    lines.push(s)
-  }
-
-  // 1. Raw throughput
-  const rows: Array<Row> = []
-  rows.push(throughput("lru-cache 11 (LRUCache, max 1000)", () => {
-    const c = new LRUCache<number, number>({ max: CAPACITY })
-    return { get: (k) => c.get(k), set: (k, v) => void c.set(k, v) }
-  }))
-  rows.push(throughput("Keel lru policy + Map (sync core)", policyCore(EvictionPolicy.lru)))
-  rows.push(throughput("Keel lfu policy + Map (sync core)", policyCore(<K>() => EvictionPolicy.lfu<K>())))
-  rows.push(throughput("Keel fifo policy + Map (sync core)", policyCore(EvictionPolicy.fifo)))
-  for (const p of ["lru", "lfu", "fifo"] as const) rows.push(await keyedCacheThroughput(p))
-  const lruCacheOps = rows[0]!.opsPerSec
-
-  log(`## 1. Raw get/set throughput (read-through: get, set on miss)`)
-  log()
-  log(`${OPS.toLocaleString("en")} operations, capacity ${CAPACITY}, ${KEYSPACE} keys (80% of requests on 20% of keys); best of 3 runs.`)
-  log()
-  log(`| cache | throughput | vs lru-cache | hit rate |`)
-  log(`|---|---:|---:|---:|`)
-  for (const r of rows) {
-    log(`| ${r.name} | ${fmtOps(r.opsPerSec)} | ${(r.opsPerSec / lruCacheOps).toFixed(2)}× | ${(r.hitRate * 100).toFixed(1)}% |`)
-  }
-  log()
-
-  // 2. Hit latency inside an Effect program
-  const SAMPLES = 200_000
-  const hit = await Effect.runPromise(
+// 2. Hit latency inside an Effect program
+const SAMPLES = 200_000
+const measureHit = () =>
+  Effect.runPromise(
     Effect.scoped(
       Effect.gen(function*() {
         const cache = yield* ToolCache.make({ name: "bench-tools" })
@@ -201,6 +172,44 @@ const main = async () => {
       })
     )
   )
+
+const main = async () => {
+  const lines: Array<string> = []
+  const log = (s = "") => {
+    console.log(s)
+    lines.push(s)
+  }
+
+  // 2 first: the hit in a process where the tool cache is the only KeyedCache user (as in an application);
+  // again after section 1, where the same code served three policies and numeric keys (its call sites
+  // then megamorphic).
+  const hit = await measureHit()
+
+  // 1. Raw throughput
+  const rows: Array<Row> = []
+  rows.push(throughput("lru-cache 11 (LRUCache, max 1000)", () => {
+    const c = new LRUCache<number, number>({ max: CAPACITY })
+    return { get: (k) => c.get(k), set: (k, v) => void c.set(k, v) }
+  }))
+  rows.push(throughput("Keel lru policy + Map (sync core)", policyCore(EvictionPolicy.lru)))
+  rows.push(throughput("Keel lfu policy + Map (sync core)", policyCore(<K>() => EvictionPolicy.lfu<K>())))
+  rows.push(throughput("Keel fifo policy + Map (sync core)", policyCore(EvictionPolicy.fifo)))
+  for (const p of ["lru", "lfu", "fifo"] as const) rows.push(await keyedCacheThroughput(p))
+  const lruCacheOps = rows[0]!.opsPerSec
+
+  log(`## 1. Raw get/set throughput (read-through: get, set on miss)`)
+  log()
+  log(`${OPS.toLocaleString("en")} operations, capacity ${CAPACITY}, ${KEYSPACE} keys (80% of requests on 20% of keys); best of 3 runs.`)
+  log()
+  log(`| cache | throughput | vs lru-cache | hit rate |`)
+  log(`|---|---:|---:|---:|`)
+  for (const r of rows) {
+    log(`| ${r.name} | ${fmtOps(r.opsPerSec)} | ${(r.opsPerSec / lruCacheOps).toFixed(2)}× | ${(r.hitRate * 100).toFixed(1)}% |`)
+  }
+  log()
+
+  const hitAfter = await measureHit()
+
   log(`## 2. ToolCache.get hit inside an Effect program`)
   log()
   log(`| measure | µs |`)
@@ -209,8 +218,12 @@ const main = async () => {
   log(`| hit, per-call samples, p99 | ${fmtUs(hit.p99)} |`)
   log(`| hit, mean of 1,000-hit batches, median of 200 batches | ${fmtUs(hit.batchMedian)} |`)
   log(`| (timer cost: two performance.now() calls, median) | ${fmtUs(hit.timerMedian)} |`)
+  log(`| the same after section 1 (the cache code served lru, lfu and fifo with numeric keys: megamorphic call sites): per-call median | ${fmtUs(hitAfter.median)} |`)
+  log(`| the same after section 1: mean of 1,000-hit batches, median | ${fmtUs(hitAfter.batchMedian)} |`)
   log()
-  log(`Target: a hit ≤ 1 µs median → ${hit.median <= 1 ? "met" : "NOT met"} (per-call samples include the timer cost).`)
+  log(`The first rows run before anything else in this process, as in an application whose one \`KeyedCache\` is the tool cache; the last two after section 1 in the same process.`)
+  log()
+  log(`Target: a hit ≤ 0.3 µs (mean of batches, without the timer) → ${hit.batchMedian <= 0.3 ? "met" : "NOT met"} (${fmtUs(hit.batchMedian)} µs; ${fmtUs(hitAfter.batchMedian)} µs after section 1).`)
   log()
 
   // 3. Live tools/list vs hit
@@ -242,11 +255,13 @@ const main = async () => {
   log()
   log(`| source | tools | median µs | p99 µs | live median / hit median |`)
   log(`|---|---:|---:|---:|---:|`)
-  log(`| ToolCache hit (per-call) | – | ${fmtUs(hit.median)} | ${fmtUs(hit.p99)} | 1× |`)
-  log(`| live tools/list, Keel demo server | ${demo.tools} | ${fmtUs(demo.median)} | ${fmtUs(demo.p99)} | ${Math.round(demo.median / hit.median).toLocaleString("en")}× |`)
-  log(`| live tools/list, server-everything | ${everything.tools} | ${fmtUs(everything.median)} | ${fmtUs(everything.p99)} | ${Math.round(everything.median / hit.median).toLocaleString("en")}× |`)
+  // The hit's figure: the mean of 1,000-hit batches (per-call samples add two performance.now() calls).
+  const h = hit.batchMedian
+  log(`| ToolCache hit (mean of batches; per-call p99 ${fmtUs(hit.p99)}) | – | ${fmtUs(h)} | – | 1× |`)
+  log(`| live tools/list, Keel demo server | ${demo.tools} | ${fmtUs(demo.median)} | ${fmtUs(demo.p99)} | ${Math.round(demo.median / h).toLocaleString("en")}× |`)
+  log(`| live tools/list, server-everything | ${everything.tools} | ${fmtUs(everything.median)} | ${fmtUs(everything.p99)} | ${Math.round(everything.median / h).toLocaleString("en")}× |`)
   log()
-  const worst = Math.min(demo.median, everything.median) / hit.median
+  const worst = Math.min(demo.median, everything.median) / h
   log(`Target: ≥ 3,000× faster than a warm tools/list → ${worst >= 3000 ? "met" : "NOT met"} (smallest ratio ${Math.round(worst).toLocaleString("en")}×).`)
 
   const cpu = cpus()[0]?.model ?? "unknown"
