@@ -82,7 +82,7 @@ import {
 } from "./McpError.ts"
 import { DEFAULT_MAX_ITEMS, DEFAULT_MAX_PAGES, ListLimitError, type ListMethod, ListKeys, walkPages } from "./McpLists.ts"
 import * as McpMetrics from "./McpMetrics.ts"
-import { callToolDirect } from "./McpToolCall.ts"
+import { callToolDirect, sendsDirect } from "./McpToolCall.ts"
 import * as McpTracing from "./McpTracing.ts"
 import { type HttpServerConfig, revealAll, type ServerConfig, type SseServerConfig } from "./ServerConfig.ts"
 
@@ -240,6 +240,17 @@ export interface McpConnection {
     args?: Record<string, unknown>,
     options?: CallOptions
   ) => Effect.Effect<CallToolResult, McpError>
+  /**
+   * The hot path's send (`McpClientManager`'s fused step): `callTool(tool.name, args, { timeout, tool })`
+   * as one `Effect.callback`, with the same outcomes. `tool` is a definition from this session's tool list.
+   * `undefined` when the call needs `callTool` instead: the session has closed, a tracing span is due (read
+   * from `context`), the tool has `x-mcp-header` arguments to mirror, its `outputSchema` does not compile,
+   * or the session brings its own validator. Optional: without it, callers use `callTool`.
+   */
+  readonly callToolFused?:
+    | ((tool: Tool, args: Record<string, unknown>, timeoutMs: number, context: Context.Context<never>) =>
+      Effect.Effect<CallToolResult, McpError> | undefined)
+    | undefined
   /** Calls a tool and returns its result whether or not `isError` is set. */
   readonly callToolResult: (
     name: string,
@@ -345,8 +356,13 @@ const isNetworkFailure = (e: unknown): boolean => {
   return /fetch failed|terminated|ECONNREFUSED|ECONNRESET|EPIPE|socket|other side closed|UND_ERR/i.test(text)
 }
 
-const mapRequestError = (server: string, method: string, timeoutMs: number, closedReason: () => string | undefined) =>
-(e: unknown): Exclude<McpError, McpToolError | McpConnectError> => {
+const mapRequestError = (
+  server: string,
+  method: string,
+  timeoutMs: number,
+  closedReason: () => string | undefined,
+  e: unknown
+): Exclude<McpError, McpToolError | McpConnectError> => {
   if (e instanceof McpClosedError) return e
   if (e instanceof SdkError) {
     if (e.code === "REQUEST_TIMEOUT") {
@@ -376,6 +392,16 @@ const toolErrorText = (result: CallToolResult): string =>
   result.content
     .map((c) => (c.type === "text" ? c.text : `[${c.type}]`))
     .join("\n")
+
+/** A tool's own error result (`isError: true`) as the failure `callTool` gives. */
+const toolError = (server: string, tool: string, result: CallToolResult): McpToolError =>
+  new McpToolError({
+    server,
+    tool,
+    text: toolErrorText(result),
+    content: result.content,
+    message: `tool ${tool} on ${server} returned an error: ${toolErrorText(result).slice(0, 200)}`
+  })
 
 // ---------------------------------------------------------------------------------------------------------
 // Transports
@@ -591,7 +617,7 @@ const isAlive = (pid: number): boolean => {
 // ---------------------------------------------------------------------------------------------------------
 
 const toMillis = (d: Duration.Input | undefined, fallback: number): number =>
-  d === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(d))
+  d === undefined ? fallback : typeof d === "number" ? d : Duration.toMillis(Duration.fromInputUnsafe(d))
 
 /** The overall connect bound fired (see the connect step in {@link make}). */
 const connectTimedOut: unique symbol = Symbol("connectTimedOut")
@@ -742,6 +768,15 @@ const make = (
 
     const closedNow = () => closedReason
     const closedError = (method: string) => new McpClosedError({ server: name, method, message: closedReason ?? "closed" })
+    /** A failed request's error: an authorization failure, else the SDK's error mapped (a closed pipe over the size limit as such). */
+    const requestError = (method: string, timeoutMs: number, e: unknown) => {
+      const authFailure = sessionAuth?.toError(e)
+      if (authFailure !== undefined) return authFailure
+      const error = mapRequestError(name, method, timeoutMs, closedNow, e)
+      return error._tag === "McpClosedError" && tooLargeLimit !== undefined
+        ? new McpMessageTooLargeError({ server: name, method, limitBytes: tooLargeLimit, message: error.message })
+        : error
+    }
 
     const traceSession = {
       server: name,
@@ -756,15 +791,7 @@ const make = (
       target?: McpTracing.RequestTarget
     ): Effect.Effect<A, Exclude<McpError, McpToolError | McpConnectError>> => {
       const timeoutMs = toMillis(callOptions?.timeout, requestTimeoutMs)
-      const mapClosed = mapRequestError(name, method, timeoutMs, closedNow)
-      const mapError = (e: unknown) => {
-        const authFailure = sessionAuth?.toError(e)
-        if (authFailure !== undefined) return authFailure
-        const error = mapClosed(e)
-        return error._tag === "McpClosedError" && tooLargeLimit !== undefined
-          ? new McpMessageTooLargeError({ server: name, method, limitBytes: tooLargeLimit, message: error.message })
-          : error
-      }
+      const mapError = (e: unknown) => requestError(method, timeoutMs, e)
       const send = (meta: Record<string, string> | undefined) =>
         Effect.tryPromise({
           try: (signal) =>
@@ -833,6 +860,32 @@ const make = (
         },
         { tool: name_ }
       )
+
+    /**
+     * The hot path's send ({@link McpConnection.callToolFused}): what `callTool` does for a known tool with
+     * only a timeout (`request` → `callToolResult` → the `isError` check), as one `Effect.callback`.
+     */
+    const callToolFused = (
+      tool: Tool,
+      args: Record<string, unknown>,
+      timeoutMs: number,
+      context: Context.Context<never>
+    ): Effect.Effect<CallToolResult, McpError> | undefined => {
+      if (closedReason !== undefined || !directCalls || (mirrorsHeaders && declaresHeaders(tool)) || !sendsDirect(tool)) return undefined
+      const tracing = Context.get(context, McpTracing.Enabled)
+      if (tracing !== false && (tracing !== "auto" || Context.get(context, Tracer.Tracer) !== Tracer.nativeTracer)) return undefined
+      return Effect.callback<CallToolResult, McpError>((resume, signal) => {
+        const failed = (e: unknown) => resume(Effect.fail(requestError("tools/call", timeoutMs, e)))
+        try {
+          callToolDirect(client, { name: tool.name, arguments: args }, tool, { signal, timeout: timeoutMs })!.then(
+            (result) => resume(result.isError === true ? Effect.fail(toolError(name, tool.name, result)) : Effect.succeed(result)),
+            failed
+          )
+        } catch (e) {
+          failed(e)
+        }
+      })
+    }
 
     // -----------------------------------------------------------------------------------------------------
     // Resources, prompts, completions (Keel's own page walk, capped; see McpLists)
@@ -945,17 +998,8 @@ const make = (
       callToolResult,
       callTool: (tool, args, callOptions) =>
         Effect.flatMap(callToolResult(tool, args, callOptions), (result) =>
-          result.isError === true
-            ? Effect.fail(
-              new McpToolError({
-                server: name,
-                tool,
-                text: toolErrorText(result),
-                content: result.content,
-                message: `tool ${tool} on ${name} returned an error: ${toolErrorText(result).slice(0, 200)}`
-              })
-            )
-            : Effect.succeed(result)),
+          result.isError === true ? Effect.fail(toolError(name, tool, result)) : Effect.succeed(result)),
+      callToolFused,
       // 2026-07-28 removed `ping`; `server/discover` is the cheapest request every 2026 server answers.
       ping: (callOptions) =>
         protocolEra === "modern"

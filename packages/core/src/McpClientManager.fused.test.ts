@@ -18,11 +18,16 @@ import * as SessionHooks from "./SessionHooks.ts"
 /** Sessions lent by `tryLeaseUnsafe` (the fused step), across the tests' pools. */
 let syncLeases = 0
 
+/** The in-process servers' sessions, newest last (a test closes one to break its client's session). */
+const serverSessions: Array<{ close(): Promise<void> }> = []
+
 const inProcess = (pool: Record<string, unknown> = {}) => {
   const state = new DemoState(parseOptions([]))
   const linked = async () => {
     const [clientSide, serverSide] = InMemoryTransport.createLinkedPair()
-    await createDemoServer(state).connect(serverSide as never)
+    const server = createDemoServer(state)
+    await server.connect(serverSide as never)
+    serverSessions.push(server)
     return clientSide
   }
   const poolLayer = McpClientManager.layerConnectionPool({
@@ -106,6 +111,16 @@ describe("McpClientManager fused step", () => {
         // Invalid arguments never reach the fused step's lease: a typed error, nothing borrowed.
         const invalid = yield* Effect.exit(m.callTool("demo", "add", { a: "x", b: 1 }))
         assert.isTrue(Exit.isFailure(invalid) && JSON.stringify(invalid.cause).includes("InvalidArgumentsError"))
+        // A cycle below the top object is a typed error naming where it closes (JsonArguments.test.ts has the
+        // properties), and counts nowhere.
+        const cyclic: Record<string, unknown> = { message: "x", extra: { list: [{ deep: {} }] } }
+        ;((cyclic.extra as { list: Array<{ deep: Record<string, unknown> }> }).list[0]!.deep).back = cyclic
+        const circular = yield* Effect.flip(m.callTool("demo", "echo", cyclic))
+        assert.strictEqual(circular._tag, "InvalidArgumentsError")
+        assert.match(circular.message, /extra\/list\/0\/deep\/back: a circular reference/)
+        const afterInvalid = yield* breaker.stats
+        assert.strictEqual(afterInvalid.failedCalls, after.failedCalls)
+        assert.strictEqual((yield* m.status("demo")).lastError?.tag, "McpProtocolError")
       }).pipe(Effect.provide(inProcess()))
     ))
 
@@ -121,6 +136,30 @@ describe("McpClientManager fused step", () => {
         assert.strictEqual((yield* m.pool.stats("demo")).leases, 0)
         assert.strictEqual(yield* recordedCalls("slow"), 5)
       }).pipe(Effect.provide(inProcess()))
+    ))
+
+  it.live("a session closing under 8 fused calls is one breaker failure; the read-only calls are retried on a new session", () =>
+    isolated(
+      Effect.gen(function*() {
+        const m = yield* McpClientManager
+        yield* m.callTool("demo", "add", { a: 0, b: 0 })
+        const breaker = yield* m.breaker("demo")
+        const before = yield* breaker.stats
+        const leasesBefore = syncLeases
+        const calls = yield* Effect.forkChild(
+          Effect.all(Array.from({ length: 8 }, () => m.callTool("demo", "slow", { ms: 800 })), { concurrency: "unbounded" })
+        )
+        yield* Effect.sleep("100 millis")
+        // All 8 were lent the one warm session by the fused step.
+        assert.strictEqual(syncLeases - leasesBefore, 8)
+        yield* Effect.promise(() => serverSessions.at(-1)!.close())
+        const results = yield* Fiber.join(calls)
+        assert.strictEqual(results.length, 8)
+        const after = yield* breaker.stats
+        assert.strictEqual(after.failedCalls - before.failedCalls, 1, "one close, one failure")
+        assert.strictEqual(after.state, "Closed")
+        assert.strictEqual((yield* m.pool.stats("demo")).leases, 0)
+      }).pipe(Effect.provide(inProcess({ maxRequestsPerConnection: 32 })))
     ))
 
   it.live("an interrupted call returns its lease and is recorded once as cancelled", () =>

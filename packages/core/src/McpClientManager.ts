@@ -140,6 +140,7 @@ import { McpConfig } from "./McpConfig.ts"
 import { decodePolicies, decodeServerEntry, type ServerEntry, type ServerPolicyInput } from "./McpConfigFile.ts"
 import { McpAuthError, type McpError, McpProtocolError, McpTimeoutError } from "./McpError.ts"
 import * as McpAuth from "./McpAuth.ts"
+import * as JsonArguments from "./JsonArguments.ts"
 import * as McpMetrics from "./McpMetrics.ts"
 import { McpConfigError, networkTransport, type ServerConfig, type ServerConfigInput } from "./ServerConfig.ts"
 import * as SessionHooks from "./SessionHooks.ts"
@@ -446,6 +447,8 @@ interface ManagerState {
   readonly retryTimes: number
   /** Per session: the error handler that counts only its first `McpClosedError` (one crash, one failure). */
   readonly closedHandlers: WeakMap<McpConnection, (e: McpError) => Effect.Effect<never, McpError>>
+  /** Sessions whose first `McpClosedError` was counted ({@link noteClosed}). */
+  readonly closedCounted: WeakSet<McpConnection>
 }
 
 const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential(50).pipe(Schedule.jittered)
@@ -612,17 +615,23 @@ const closedHandler = (
 ): (e: McpError) => Effect.Effect<never, McpError> => {
   let handler = state.closedHandlers.get(c)
   if (handler === undefined) {
-    let counted = false
     handler = (e) => {
-      if (e._tag === "McpClosedError") {
-        if (counted) CircuitBreaker.markUncounted(e)
-        counted = true
-      }
+      noteClosed(state, c, e)
       return Effect.fail(e)
     }
     state.closedHandlers.set(c, handler)
   }
   return handler
+}
+
+/**
+ * The first `McpClosedError` of a session counts against the breaker; the others (its calls that were in
+ * flight when it closed) are marked uncounted: one broken session is one failure.
+ */
+const noteClosed = (state: ManagerState, c: McpConnection, e: { readonly _tag: string }): void => {
+  if (e._tag !== "McpClosedError") return
+  if (state.closedCounted.has(c)) CircuitBreaker.markUncounted(e)
+  else state.closedCounted.add(c)
 }
 
 /** Tools listed with an invalid definition, per server (a gauge; 0 when all are valid). */
@@ -843,98 +852,13 @@ const pathOf = (errorMessage: string): string => {
 }
 
 /**
- * Why `value` cannot be sent as JSON (a cycle, a BigInt, a function, a symbol, `undefined` in an array, a
- * non-finite number), as `[path, problem]`, or `undefined`. `JSON.stringify` would throw on the first two
- * and silently change the others; either way the caller's arguments are at fault, not the server.
- */
-const unserialisable = (value: unknown, path: string, parents: Array<object>): readonly [string, string] | undefined => {
-  switch (typeof value) {
-    case "string":
-    case "boolean":
-      return undefined
-    case "number":
-      return Number.isFinite(value) ? undefined : [path, `${value} is not a JSON number`]
-    case "bigint":
-      return [path, "a BigInt cannot be sent as JSON"]
-    case "function":
-    case "symbol":
-    case "undefined":
-      return [path, `a ${typeof value} cannot be sent as JSON`]
-  }
-  if (value === null) return undefined
-  const o = value as object
-  if (typeof (o as { toJSON?: unknown }).toJSON === "function") return undefined // Date and friends
-  if (parents.includes(o)) return [path, "a circular reference cannot be sent as JSON"]
-  parents.push(o)
-  try {
-    if (Array.isArray(o)) {
-      for (let i = 0; i < o.length; i++) {
-        const p = unserialisable(o[i], `${path}/${i}`, parents)
-        if (p !== undefined) return p
-      }
-      return undefined
-    }
-    for (const key in o) {
-      if (!Object.hasOwn(o, key)) continue
-      const v = (o as Record<string, unknown>)[key]
-      if (v === undefined) continue // dropped by JSON, as an absent key
-      const p = unserialisable(v, `${path}/${key.replace(/~/g, "~0").replace(/\//g, "~1")}`, parents)
-      if (p !== undefined) return p
-    }
-    return undefined
-  } finally {
-    parents.pop()
-  }
-}
-
-/**
- * Whether `value` can be sent as JSON as it is: {@link unserialisable}'s walk without building the path
- * strings (about 2 µs per call for a two-key object), which only a failure needs. `parents` is made on the
- * first nested object.
- */
-const serialisable = (value: unknown, parents: Array<object> | undefined): boolean => {
-  switch (typeof value) {
-    case "string":
-    case "boolean":
-      return true
-    case "number":
-      return Number.isFinite(value)
-    case "object":
-      break
-    default:
-      return false
-  }
-  if (value === null) return true
-  const o = value as object
-  if (typeof (o as { toJSON?: unknown }).toJSON === "function") return true
-  if (parents === undefined) parents = []
-  else if (parents.includes(o)) return false
-  parents.push(o)
-  if (Array.isArray(o)) {
-    for (let i = 0; i < o.length; i++) {
-      const v: unknown = o[i]
-      if ((typeof v === "object" && v !== null) ? !serialisable(v, parents) : !serialisable(v, undefined)) return false
-    }
-  } else {
-    for (const key in o) {
-      if (!Object.hasOwn(o, key)) continue
-      const v = (o as Record<string, unknown>)[key]
-      if (v === undefined) continue // dropped by JSON, as an absent key
-      if ((typeof v === "object" && v !== null) ? !serialisable(v, parents) : !serialisable(v, undefined)) return false
-    }
-  }
-  parents.pop()
-  return true
-}
-
-/**
  * The arguments must be a JSON object that can be serialised: checked before anything is sent, with
  * `skipValidation` too, so a caller's mistake is an {@link InvalidArgumentsError}, never a server failure.
  */
 const checkShape = (rt: ServerRuntime, tool: string, args: unknown): InvalidArgumentsError | undefined => {
   const problem = typeof args !== "object" || args === null || Array.isArray(args)
     ? ["/", `arguments must be a JSON object, not ${args === null ? "null" : Array.isArray(args) ? "an array" : typeof args}`] as const
-    : serialisable(args, undefined) ? undefined : unserialisable(args, "", [])
+    : JsonArguments.serialisable(args) ? undefined : JsonArguments.unserialisable(args)
   if (problem === undefined) return undefined
   const path = problem[0] === "" ? "/" : problem[0]
   return new InvalidArgumentsError({
@@ -1191,7 +1115,7 @@ const callTool = (
 /** Whether `args` pass what {@link validate} checks (shape and `inputSchema`), without building an error. */
 const argsValid = (state: ManagerState, tool: Tool, args: Record<string, unknown>): boolean => {
   if (typeof args !== "object" || args === null || Array.isArray(args)) return false
-  if (!serialisable(args, undefined)) return false
+  if (!JsonArguments.serialisable(args)) return false
   let check = state.validators.get(tool)
   if (check === undefined) {
     check = state.validator.getValidator(tool.inputSchema as never)
@@ -1243,6 +1167,12 @@ const defaultTimeout = (rt: ServerRuntime, tool: Tool): ResolvedTimeout | Invali
   return t
 }
 
+/**
+ * Whether a failure of a lent session's request may be retried for `tool`: only a close, and only for a
+ * read-only or idempotent tool ({@link isRetryable}; a lent session cannot fail to connect).
+ */
+const retriesOnClose = (tool: Tool): boolean => tool.annotations?.readOnlyHint === true || tool.annotations?.idempotentHint === true
+
 /** One fused call's state, shared by its step and its finalizers. */
 class FusedCall {
   readonly state: ManagerState
@@ -1250,7 +1180,8 @@ class FusedCall {
   readonly tool: Tool
   readonly args: Record<string, unknown>
   readonly t: ResolvedTimeout
-  b: Budget | undefined = undefined
+  /** `Clock` ms when the call's budget runs out. */
+  deadline = 0
   lease: ConnectionPool.SyncLease | undefined = undefined
   generation = 0
   /** `Clock` ms when the permit was taken (the breaker's call duration). */
@@ -1265,40 +1196,55 @@ class FusedCall {
     this.args = args
     this.t = t
     // Each finalizer is installed before the step that needs it runs, so an interruption in between
-    // leaves nothing to undo.
+    // leaves nothing to undo. The step's own general path (no permit or no session at once) carries its
+    // retry; here only a lent session's failure can be retried, and only for some tools, so the catch is
+    // built for those alone.
     const attempt = Effect.onExitPrimitive(Effect.withFiber((fiber) => this.step(fiber.context)), (exit) => this.endAttempt(exit))
-    this.effect = Effect.onExitPrimitive(Effect.catch(attempt, (error) => this.retry(error)), (exit) => this.endCall(exit))
+    const retried = state.retryTimes > 0 && retriesOnClose(tool) ? Effect.catch(attempt, (error) => this.retry(error)) : attempt
+    this.effect = Effect.onExitPrimitive(retried, (exit) => this.endCall(exit))
+  }
+
+  /** The call's budget, for the general path and the retry. */
+  budget(): Budget {
+    return { t: this.t, budgetMs: this.t.timeoutMs, deadline: this.deadline }
   }
 
   step(context: Context.Context<never>): Effect.Effect<CallToolResult, CallToolError> {
     const { rt, state, t, tool } = this
     const now = state.clock.currentTimeMillisUnsafe()
-    this.b = { t, budgetMs: t.timeoutMs, deadline: now + t.timeoutMs }
+    this.deadline = now + t.timeoutMs
     this.timer = McpMetrics.startUnsafe({ server: rt.entry.name, transport: rt.transport, method: "tools/call", tool: tool.name }, context)
     const generation = rt.breaker.tryAcquireUnsafe!()
     const lease = generation === undefined ? undefined : state.pool.tryLeaseUnsafe!(rt.entry.name)
-    if (lease === undefined) return attempt(state, rt, tool, this.args, undefined, this.b)
+    if (lease === undefined) return Effect.catch(attempt(state, rt, tool, this.args, undefined, this.budget()), (error) => this.retry(error))
     this.lease = lease
     this.generation = generation!
     this.start = now
     const c = lease.connection
-    return Effect.catch(c.callTool(tool.name, this.args, { timeout: t.timeoutMs, tool }), closedHandler(state, c))
+    return c.callToolFused?.(tool, this.args, t.timeoutMs, context) ?? c.callTool(tool.name, this.args, { timeout: t.timeoutMs, tool })
   }
 
-  /** The session back to the pool, the outcome to the breaker (what `pool.use` and `breaker.execute` do). */
+  /**
+   * The session back to the pool, the outcome to the breaker (what `pool.use` and `breaker.execute` do),
+   * a session's close counted once ({@link noteClosed}, as `closedHandler` on the general path).
+   */
   endAttempt(exit: Exit.Exit<CallToolResult, CallToolError>): Effect.Effect<void> | undefined {
     const lease = this.lease
     if (lease === undefined) return undefined
     this.lease = undefined
+    if (exit._tag === "Failure") {
+      const error = Cause.findErrorOption(exit.cause)
+      if (error._tag === "Some") noteClosed(this.state, lease.connection, error.value)
+    }
     const released = lease.release()
     const recorded = this.rt.breaker.recordUnsafe!(this.generation, this.start, exit)
     return released === undefined ? recorded : recorded === undefined ? released : Effect.andThen(released, recorded)
   }
 
   retry(error: CallToolError): Effect.Effect<CallToolResult, CallToolError> {
-    const { b, state, tool } = this
-    return b !== undefined && state.retryTimes > 0 && isRetryable(error, tool) && state.clock.currentTimeMillisUnsafe() < b.deadline
-      ? retryAttempt(state, this.rt, tool, this.args, undefined, error, b)
+    const { state, tool } = this
+    return state.retryTimes > 0 && isRetryable(error, tool) && state.clock.currentTimeMillisUnsafe() < this.deadline
+      ? retryAttempt(state, this.rt, tool, this.args, undefined, error, this.budget())
       : Effect.fail(error)
   }
 
@@ -1380,7 +1326,8 @@ export const make = (
       validators: new WeakMap(),
       retrySchedule: options.retry?.schedule ?? defaultRetry,
       retryTimes: options.retry?.times ?? defaultRetryTimes,
-      closedHandlers: new WeakMap()
+      closedHandlers: new WeakMap(),
+      closedCounted: new WeakSet()
     }
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => Effect.forEach([...state.runtimes.keys()], (name) => removeServer(state, name), { discard: true }))

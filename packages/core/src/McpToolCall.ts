@@ -116,6 +116,14 @@ const checkOutput = (name: string, check: OutputCheck, result: CallToolResult): 
 }
 
 /**
+ * Whether {@link callToolDirect} takes `tool` (its `outputSchema`, if any, compiles); the validator is
+ * compiled and kept on the first ask.
+ *
+ * @since 0.3.0
+ */
+export const sendsDirect = (tool: Tool): boolean => outputCheckOf(tool) !== "invalid"
+
+/**
  * Sends `tools/call` for `tool` through `Client.request` with {@link callToolResultSchema} and checks the
  * output like `Client.callTool`; `undefined` when the tool's `outputSchema` does not compile (call
  * `Client.callTool`, which reports it).

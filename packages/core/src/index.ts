@@ -34,6 +34,7 @@ export * as ConnectionPool from "./ConnectionPool.ts"
 /** @since 0.1.0 */
 export * as EvictionPolicy from "./EvictionPolicy.ts"
 /** @since 0.1.0 */
+export * as JsonArguments from "./JsonArguments.ts"
 export * as KeyedCache from "./KeyedCache.ts"
 export * as McpAuth from "./McpAuth.ts"
 /** @since 0.2.0 */
