@@ -18,6 +18,7 @@ import { McpClientManager } from "../packages/core/src/McpClientManager.ts"
 import { McpConfig } from "../packages/core/src/McpConfig.ts"
 import { callToolResultSchema } from "../packages/core/src/McpToolCall.ts"
 import * as SessionHooks from "../packages/core/src/SessionHooks.ts"
+import { Session } from "node:inspector/promises"
 import { machine, quantile, writeResults } from "./report.ts"
 
 const smoke = process.env.KEEL_BENCH_SMOKE === "1"
@@ -108,6 +109,38 @@ for (let r = 0; r < ROUNDS; r++) {
   await managerLoop(base.rt, "add", add, mgr, PER_ROUND)
   await managerLoop(base.rt, "add", add, general, PER_ROUND, true)
 }
+// 1a. Memory allocated per call (client and in-process server together; the difference between paths is
+// the client's): V8's sampling heap profiler, one sample per 128 bytes on average, objects collected by
+// minor and major GCs included.
+const ALLOC_CALLS = smoke ? 2_000 : 20_000
+const allocatedPerCall = async (run: () => Promise<unknown>): Promise<number> => {
+  const inspector = new Session()
+  inspector.connect()
+  await inspector.post("HeapProfiler.startSampling", {
+    samplingInterval: 128,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true
+  })
+  await run()
+  const { profile } = await inspector.post("HeapProfiler.stopSampling")
+  inspector.disconnect()
+  let total = 0
+  const walk = (node: { selfSize: number; children: ReadonlyArray<unknown> }) => {
+    total += node.selfSize
+    for (const c of node.children) walk(c as typeof node)
+  }
+  walk(profile.head as never)
+  return total / ALLOC_CALLS / 1024
+}
+const allocRows = [
+  ["raw SDK `Client.callTool`", () => rawLoop(base.raw, "add", add, newSample(), ALLOC_CALLS)],
+  ["raw SDK `Client.request(tools/call, schema)`", () => rawLoop(base.raw, "add", add, newSample(), ALLOC_CALLS, true)],
+  ["`McpClientManager.callTool` (fused step)", () => managerLoop(base.rt, "add", add, newSample(), ALLOC_CALLS)],
+  ["`McpClientManager.callTool` with a call option (the general path)", () => managerLoop(base.rt, "add", add, newSample(), ALLOC_CALLS, true)]
+] as const
+const allocated: Array<number> = []
+for (const [, run] of allocRows) allocated.push(await allocatedPerCall(run))
+
 // 1b. Keel's own layers without the SDK's work: the manager's session's SDK client answers at once
 // (`Promise.resolve`), so what is left is the Effect bridge, McpClient's request wrapper and the manager.
 const session = await base.rt.runPromise(McpClientManager.use((m) => Effect.scoped(m.pool.use("demo", (c) => Effect.succeed(c)))))
@@ -169,6 +202,7 @@ for (const extra of [0, 1_000, 10_000]) {
 }
 
 const signed = (x: number) => `${x >= 0 ? "+" : "−"}${us(Math.abs(x))}`
+const signedKiB = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(2)} KiB`
 const lines = [
   "### Manager in-process: Keel's own cost per `callTool` (demo server over `InMemoryTransport`)",
   "",
@@ -182,6 +216,12 @@ const lines = [
   `| \`McpClientManager.callTool\` with a call option (the general path) | ${us(general.cpu / general.n)} | ${us(quantile(general.wall, 0.5))} | ${us(quantile(general.wall, 0.99))} |`,
   "",
   `Over the raw \`Client.callTool\`, Keel adds **${us(mgr.cpu / mgr.n - raw.cpu / raw.n)} CPU** per call on the fused step (median latency ${signed(quantile(mgr.wall, 0.5) - quantile(raw.wall, 0.5))}); the general path adds ${us(general.cpu / general.n - raw.cpu / raw.n)} (${signed(quantile(general.wall, 0.5) - quantile(raw.wall, 0.5))}). Target ≤ 2 µs: ${mgr.cpu / mgr.n - raw.cpu / raw.n <= 2 ? "✔" : "✘"}. Over the same SDK work Keel's session does (\`request\` with a result schema), Keel's own layers add ${us(mgr.cpu / mgr.n - rawRequest.cpu / rawRequest.n)} (fused) and ${us(general.cpu / general.n - rawRequest.cpu / rawRequest.n)} (general): that is what the Effect bridge, pool, breaker, cache, validation and metrics cost with a real SDK underneath.`,
+  "",
+  `Memory allocated per call, client and in-process server together (V8's sampling heap profiler, one sample per 128 bytes, ${ALLOC_CALLS} calls each; garbage included): what the manager allocates beyond the SDK's own work is what the process's garbage collector, on its helper threads too, has to clear.`,
+  "",
+  "| path | KiB per call | vs raw `callTool` |",
+  "| --- | ---: | ---: |",
+  ...allocRows.map(([name], k) => `| ${name} | ${allocated[k]!.toFixed(2)} | ${signedKiB(allocated[k]! - allocated[0]!)} |`),
   "",
   `Keel's own layers alone: the session's SDK client answers at once (\`Promise.resolve\`), ${ROUNDS} rounds of ${STUB} calls, CPU per call (fastest round and median round):`,
   "",
