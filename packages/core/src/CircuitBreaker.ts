@@ -78,6 +78,7 @@ import * as Stream from "effect/Stream"
 import * as Machine from "./CircuitBreakerMachine.ts"
 import * as ConfigSchema from "./ConfigSchema.ts"
 import { McpConfigError } from "./ConfigSchema.ts"
+import { isCallerRefusal } from "./McpError.ts"
 
 // -------------------------------------------------------------------------------------------------------------
 // states
@@ -288,7 +289,8 @@ export type Classifier = (error: unknown) => Verdict | undefined
  *
  * - `McpConnectError`, `McpTimeoutError`, `McpClosedError`, `McpProtocolError`: `"failure"`;
  * - `McpProtocolError` with code -32602 (invalid params: the caller's arguments were refused) or -32601
- *   (method not found: the caller asked for something the server does not offer): `"ignore"`;
+ *   (method not found: the caller asked for something the server does not offer): `"ignore"`, except a
+ *   result that breaks the tool's own `outputSchema` (`isCallerRefusal`), which is the server's failure;
  * - `McpToolError` (the server answered, the tool reported an error): `"failure"` when
  *   `countToolErrors`, otherwise `"ignore"`;
  * - the caller's own mistakes (`InvalidArgumentsError`, `UnknownToolError`, `UnknownServerError`,
@@ -309,10 +311,8 @@ export type Classifier = (error: unknown) => Verdict | undefined
 export const defaultClassifier = (error: unknown, countToolErrors: boolean): Verdict => {
   const tag = typeof error === "object" && error !== null && "_tag" in error ? error._tag : undefined
   switch (tag) {
-    case "McpProtocolError": {
-      const code = (error as { readonly code?: unknown }).code
-      return code === INVALID_PARAMS || code === METHOD_NOT_FOUND ? "ignore" : "failure"
-    }
+    case "McpProtocolError":
+      return isCallerRefusal(error as { readonly code?: unknown }) ? "ignore" : "failure"
     // McpConnectError, McpTimeoutError and McpClosedError are failures: the default below.
     case "McpToolError":
       return countToolErrors ? "failure" : "ignore"
@@ -361,9 +361,6 @@ export const markUncounted = <E>(error: E): E => {
 export const isUncounted = (error: unknown): boolean =>
   typeof error === "object" && error !== null && uncounted.has(error)
 
-/** JSON-RPC's "invalid params" and "method not found" codes. */
-const INVALID_PARAMS = -32602
-const METHOD_NOT_FOUND = -32601
 
 // -------------------------------------------------------------------------------------------------------------
 // errors and events

@@ -140,7 +140,7 @@ import {
 import type { CallOptions, McpConnection } from "./McpClient.ts"
 import { McpConfig } from "./McpConfig.ts"
 import { decodePolicies, decodeServerEntry, type ServerEntry, type ServerPolicyInput } from "./McpConfigFile.ts"
-import { McpAuthError, type McpError, McpProtocolError, McpTimeoutError } from "./McpError.ts"
+import { isCallerRefusal, McpAuthError, type McpError, McpProtocolError, McpTimeoutError } from "./McpError.ts"
 import * as McpAuth from "./McpAuth.ts"
 import * as JsonArguments from "./JsonArguments.ts"
 import * as McpMetrics from "./McpMetrics.ts"
@@ -483,7 +483,7 @@ const unknownServer = (state: ManagerState, server: string): UnknownServerError 
 
 /**
  * Whether a failure is the server's, for `lastError`: not the caller's own mistake (bad arguments or call
- * options, unknown tool, a -32602/-32601 answer), not a rejection by the breaker (it carries the failure
+ * options, unknown tool, a -32602/-32601 answer other than a broken `outputSchema`: `isCallerRefusal`), not a rejection by the breaker (it carries the failure
  * that opened it), not the client's own pool saturating or closing, and not a tool whose definition is bad.
  */
 const isServerFailure = (error: { _tag?: string; code?: unknown }): boolean => {
@@ -498,7 +498,7 @@ const isServerFailure = (error: { _tag?: string; code?: unknown }): boolean => {
     case "PoolClosedError":
       return false
     case "McpProtocolError":
-      return error.code !== -32602 && error.code !== -32601
+      return !isCallerRefusal(error)
     default:
       return !CircuitBreaker.isUncounted(error)
   }

@@ -165,6 +165,28 @@ export type McpError =
 export type McpErrorTag = McpError["_tag"]
 
 /**
+ * Whether a JSON-RPC error is the server refusing what the caller asked: -32602 (invalid params: the
+ * arguments were refused) or -32601 (method not found: something the server does not offer). Those are
+ * the caller's mistakes, and never count against the server (breaker, `lastError`). Not so a tool result
+ * that breaks the tool's own `outputSchema`: it is reported with the SDK's code (-32602 for content that
+ * does not conform) but marked in `data` (`McpToolCall.outputSchemaViolation`), and is the server's fault.
+ *
+ * @example
+ * ```ts
+ * import { isCallerRefusal, McpProtocolError } from "@keel/core"
+ *
+ * isCallerRefusal(new McpProtocolError({ server: "s", method: "tools/call", code: -32602, message: "bad a" })) // true
+ * isCallerRefusal(new McpProtocolError({ server: "s", method: "tools/call", code: -32603, message: "boom" })) // false
+ * ```
+ *
+ * @since 0.3.0
+ * @category guards
+ */
+export const isCallerRefusal = (error: { readonly code?: unknown; readonly data?: unknown }): boolean =>
+  (error.code === -32602 || error.code === -32601) &&
+  (error.data as { readonly reason?: unknown } | null | undefined)?.reason !== "outputSchema"
+
+/**
  * Whether a value is one of Keel's MCP errors.
  *
  * @since 0.1.0

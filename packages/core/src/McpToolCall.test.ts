@@ -8,15 +8,18 @@
 import { assert, describe, it } from "@effect/vitest"
 import { type CallToolResult, Client } from "@modelcontextprotocol/client"
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Layer } from "effect"
 import { fileURLToPath } from "node:url"
 import { McpClient, type McpConnection } from "./McpClient.ts"
+import { McpClientManager } from "./McpClientManager.ts"
 import type { ServerConfig } from "./ServerConfig.ts"
 
 const hostileEntry = fileURLToPath(new URL("../test/fixtures/hostile-server.mjs", import.meta.url))
 const config: ServerConfig = { type: "stdio", command: process.execPath, args: [hostileEntry, "--structured"] }
 
-type Outcome = { readonly ok: true; readonly result: CallToolResult } | { readonly ok: false; readonly code: unknown; readonly message: string }
+type Outcome =
+  | { readonly ok: true; readonly result: CallToolResult }
+  | { readonly ok: false; readonly code: unknown; readonly message: string; readonly data?: unknown }
 
 /** A bare SDK client on its own fixture process, after `listTools`; closed with the scope. */
 const bareClient = Effect.acquireRelease(
@@ -49,8 +52,8 @@ const viaKeel = (conn: McpConnection, name: string, args: Record<string, unknown
     const exit = yield* Effect.exit(conn.callToolResult(name, args))
     conn.sdk.callTool = original
     if (Exit.isSuccess(exit)) return { ok: true, result: exit.value } as Outcome
-    const error = exit.cause.reasons[0] as { error?: { code?: unknown; message: string } }
-    return { ok: false, code: error.error?.code, message: error.error?.message ?? String(exit.cause) } as Outcome
+    const error = exit.cause.reasons[0] as { error?: { code?: unknown; message: string; data?: unknown } }
+    return { ok: false, code: error.error?.code, message: error.error?.message ?? String(exit.cause), data: error.error?.data } as Outcome
   })
 
 describe("McpToolCall: Keel's tools/call path gives the SDK callTool's outcomes", () => {
@@ -95,6 +98,9 @@ describe("McpToolCall: Keel's tools/call path gives the SDK callTool's outcomes"
       assert.include(invalid.ok ? "" : invalid.message, "Structured content does not match the tool's output schema")
       const missing = yield* outcome("structured", { mode: "missing" })
       assert.include(missing.ok ? "" : missing.message, "has an output schema but did not return structured content")
+      // Both carry the mark that makes them the server's fault (McpError.isCallerRefusal), beside the SDK's code.
+      assert.deepStrictEqual(invalid.ok ? undefined : invalid.data, { reason: "outputSchema" })
+      assert.deepStrictEqual(missing.ok ? undefined : missing.data, { reason: "outputSchema" })
       const error = yield* outcome("structured", { mode: "error" })
       assert.isTrue(error.ok && error.result.isError === true)
       const contentless = yield* outcome("contentless", {})
@@ -102,6 +108,25 @@ describe("McpToolCall: Keel's tools/call path gives the SDK callTool's outcomes"
       // Every Keel call above had the definition from listTools: none went through the SDK's callTool.
       assert.strictEqual(sdkCalls.n, 0)
     })), { timeout: 30_000 })
+
+  it.live("a result that breaks its outputSchema counts against the server (breaker, lastError)", () =>
+    Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const breaker = yield* m.breaker("structured")
+      yield* m.callTool("structured", "structured", { mode: "valid" })
+      const before = yield* breaker.stats
+      assert.isUndefined((yield* m.status("structured")).lastError)
+      // The server's answer breaks the tool's declared output: the server's failure (a server's own -32602
+      // refusing arguments stays the caller's mistake: McpClientManager.faults.test.ts).
+      const broken = yield* Effect.flip(m.callTool("structured", "structured", { mode: "invalid" }))
+      assert.strictEqual(broken._tag, "McpProtocolError")
+      assert.strictEqual((broken as { code?: unknown }).code, -32602)
+      assert.strictEqual((yield* breaker.stats).failedCalls, before.failedCalls + 1)
+      assert.strictEqual((yield* m.status("structured")).lastError?.tag, "McpProtocolError")
+      assert.match((yield* m.status("structured")).lastError?.message ?? "", /output schema/)
+      yield* Effect.flip(m.callTool("structured", "structured", { mode: "missing" }))
+      assert.strictEqual((yield* breaker.stats).failedCalls, before.failedCalls + 2)
+    }).pipe(Effect.provide(McpClientManager.layerConfig({ mcpServers: { structured: config } }) as Layer.Layer<McpClientManager>)), { timeout: 30_000 })
 
   it.live("a tool Keel has no definition for goes through the SDK's callTool", () =>
     Effect.scoped(Effect.gen(function*() {

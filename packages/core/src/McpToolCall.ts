@@ -94,11 +94,26 @@ const outputCheckOf = (tool: Tool): OutputCheck | null | "invalid" => {
   return check
 }
 
+/**
+ * `data` of the `ProtocolError` Keel raises when a tool's result breaks the tool's own `outputSchema` (no
+ * `structuredContent`, or content that does not conform). The code and message are the SDK's (-32602
+ * "invalid params" for content that does not conform, as `Client.callTool` reports it), but the fault is
+ * the server's answer, not the caller's arguments: `McpError.isCallerRefusal` reads this mark, so the
+ * breaker and `lastError` count it as the server's failure.
+ *
+ * @since 0.3.0
+ */
+export const outputSchemaViolation = { reason: "outputSchema" } as const
+
 /** What `Client.callTool` checks after the response: `structuredContent` present and conforming. */
 const checkOutput = (name: string, check: OutputCheck, result: CallToolResult): CallToolResult => {
   if (result.isError) return result
   if (result.structuredContent === undefined) {
-    throw new ProtocolError(ProtocolErrorCode.InvalidRequest, `Tool ${name} has an output schema but did not return structured content`)
+    throw new ProtocolError(
+      ProtocolErrorCode.InvalidRequest,
+      `Tool ${name} has an output schema but did not return structured content`,
+      outputSchemaViolation
+    )
   }
   let outcome: ReturnType<OutputCheck>
   try {
@@ -106,11 +121,16 @@ const checkOutput = (name: string, check: OutputCheck, result: CallToolResult): 
   } catch (error) {
     throw new ProtocolError(
       ProtocolErrorCode.InvalidParams,
-      `Failed to validate structured content: ${error instanceof Error ? error.message : String(error)}`
+      `Failed to validate structured content: ${error instanceof Error ? error.message : String(error)}`,
+      outputSchemaViolation
     )
   }
   if (!outcome.valid) {
-    throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Structured content does not match the tool's output schema: ${outcome.errorMessage}`)
+    throw new ProtocolError(
+      ProtocolErrorCode.InvalidParams,
+      `Structured content does not match the tool's output schema: ${outcome.errorMessage}`,
+      outputSchemaViolation
+    )
   }
   return result
 }

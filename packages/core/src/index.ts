@@ -80,6 +80,7 @@ export { PoolClosedError, PoolTimeoutError } from "./ConnectionPool.ts"
 export { InvalidArgumentsError, ServerExistsError, UnknownServerError, UnknownToolError } from "./ManagerErrors.ts"
 export {
   AuthorizationRequiredError,
+  isCallerRefusal,
   isMcpError,
   McpAuthError,
   McpClosedError,
