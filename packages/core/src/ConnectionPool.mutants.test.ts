@@ -354,7 +354,7 @@ describe("ConnectionPool.tryLeaseUnsafe (mutation pins)", () => {
       assert.strictEqual((yield* pool.stats("a")).total, 1)
     }))
 
-  it.effect("maxIdle applies to sync returns, also when the return goes through the Pool (a waiter queued)", () =>
+  it.effect("maxIdle applies to sync returns; a return while a borrower waits goes to the borrower", () =>
     Effect.gen(function*() {
       const three = yield* syncSetup({ maxConnections: 3, minIdle: 3, maxIdle: 1, maxRequestsPerConnection: 1 })
       yield* three.pool.add("a", cfg)
@@ -364,7 +364,8 @@ describe("ConnectionPool.tryLeaseUnsafe (mutation pins)", () => {
       yield* settle
       assert.strictEqual((yield* three.pool.stats("a")).destroyed.excess, 1)
       assert.isFalse(three.state.live.has(idOf(lease.connection)))
-      // maxIdle 0: a session returned through the Pool (a borrower waits) is closed too; the waiter gets a new one
+      // maxIdle 0: a session returned through the Pool while a borrower waits is handed to the waiter (no new
+      // session, no new child); the waiter's own return, with nobody waiting, is excess
       const one = yield* syncSetup({ maxConnections: 1, minIdle: 1, maxIdle: 0, maxRequestsPerConnection: 1 })
       yield* one.pool.add("b", cfg)
       yield* settle
@@ -373,8 +374,8 @@ describe("ConnectionPool.tryLeaseUnsafe (mutation pins)", () => {
       yield* settle
       assert.isTrue(yield* releaseSync(held))
       const got = yield* Fiber.join(waiter)
-      assert.notStrictEqual(got, idOf(held.connection))
-      assert.strictEqual((yield* one.pool.stats("b")).destroyed.excess, 2) // the waiter's own return is excess too
+      assert.strictEqual(got, idOf(held.connection))
+      assert.strictEqual((yield* one.pool.stats("b")).destroyed.excess, 1)
     }))
 
   it.effect("a slow-path borrow that arrives while a woken waiter has yet to take its session counts as a wait", () =>

@@ -1028,10 +1028,16 @@ const check = (
   )
 }
 
-/** After a lease ended: a session returned idle beyond `maxIdle` is closed (seed `MaxIdleConns`). */
+/**
+ * After a lease ended: a session returned idle beyond `maxIdle` is closed (seed `MaxIdleConns`), unless a
+ * borrower waits for one: then it is theirs (as Go's `database/sql` hands a returned connection to a
+ * waiting request before it looks at the idle cap), instead of being closed while the borrower starts a
+ * new session (a new child process).
+ */
 const afterRelease = (p: PoolState, s: ServerState, session: Session): void => {
   const g = session.generation
   if (g.r.maxIdle === Infinity || session.retiring !== undefined || session.item?.refCount !== 0) return
+  if (g.pool.state.waiters.size > 0) return
   if (idleIn(g) > g.r.maxIdle) retire(p, s, session, "excess")
 }
 
