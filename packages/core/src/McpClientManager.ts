@@ -350,12 +350,13 @@ export interface Manager {
   ) => Effect.Effect<ReadResourceResult, McpSurface.SurfaceError | UnknownServerError>
   /**
    * The `notifications/resources/updated` of one URI, as a stream: subscribed (on a session borrowed from
-   * the pool, through the breaker) when it starts, unsubscribed and the session returned when it ends.
+   * the pool, through the breaker) when it starts, unsubscribed and the session returned when it ends; made
+   * again on another session if its session closes (`resubscribe`, see `McpSurface.subscribeResource`).
    */
   readonly subscribeResource: (
     server: string,
     uri: string,
-    options?: McpSurface.SurfaceOptions
+    options?: McpSurface.SubscribeOptions
   ) => Stream.Stream<ResourceUpdatedNotificationParams, McpSurface.SurfaceError | UnknownServerError>
   /** `prompts/list`, every page, cached (dropped by `prompts/list_changed`). */
   readonly listPrompts: (
@@ -1404,7 +1405,7 @@ const surfaceOperations = (state: ManagerState) => ({
     withSurface(state, server, (a) => McpSurface.listResourceTemplates(a, options)),
   readResource: (server: string, uri: string, options?: McpSurface.SurfaceOptions) =>
     withSurface(state, server, (a) => McpSurface.readResource(a, uri, options)),
-  subscribeResource: (server: string, uri: string, options?: McpSurface.SurfaceOptions) =>
+  subscribeResource: (server: string, uri: string, options?: McpSurface.SubscribeOptions) =>
     Stream.unwrap(withSurface(state, server, (a) => Effect.succeed(McpSurface.subscribeResource(a, uri, options)))),
   listPrompts: (server: string, options?: McpSurface.SurfaceOptions) =>
     withSurface(state, server, (a) => McpSurface.listPrompts(a, options)),

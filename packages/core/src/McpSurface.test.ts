@@ -5,12 +5,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { demoServerEntry, demoStdio } from "@keel/demo-server"
-import { Effect, Exit, Fiber, Stream } from "effect"
+import { Effect, Exit, Fiber, Schedule, Stream } from "effect"
 import { createRequire } from "node:module"
 import { McpClient } from "./McpClient.ts"
 import { McpClientManager } from "./McpClientManager.ts"
 import * as McpSurface from "./McpSurface.ts"
-import { demoHttpServer } from "./testing/processes.ts"
+import { demoHttpServer, eventually, pidsWithMarker, uniqueMarker } from "./testing/processes.ts"
 
 const require = createRequire(import.meta.url)
 const everything = require.resolve("@modelcontextprotocol/server-everything/dist/index.js", { paths: [demoServerEntry] })
@@ -141,6 +141,60 @@ describe("McpSurface against server-everything (npm)", () => {
     }).pipe(Effect.provide(McpClientManager.layerConfig({
       mcpServers: { everything: { command: process.execPath, args: [everything, "stdio"] } }
     }))), 40_000)
+})
+
+describe("McpSurface subscriptions across a server crash", () => {
+  const uri = "demo://counter"
+  for (const pinned of [undefined, "2025-11-25"] as const) {
+    const marker = uniqueMarker(`resubscribe-${pinned ?? "modern"}`)
+    const layer = McpClientManager.layerConfig({
+      mcpServers: { demo: { type: "stdio", ...demoStdio({ name: marker, surface: true, ...(pinned ? { protocolVersion: pinned } : {}) }) } }
+    })
+    it.live(`${pinned ?? "2026-07-28"}: SIGKILL under a subscription: subscribed again on the new session, one update for the gap, then live updates`, () =>
+      Effect.gen(function*() {
+        const m = yield* McpClientManager
+        const demo = yield* McpSurface.accessOf(m, "demo", 10_000)
+        const seen: Array<string> = []
+        const following = yield* Effect.forkChild(
+          Stream.runForEach(
+            McpSurface.subscribeResource(demo, uri, { resubscribe: Schedule.spaced("50 millis") }),
+            (u) => Effect.sync(() => seen.push(u.uri))
+          )
+        )
+        yield* Effect.sleep(300)
+        yield* m.callTool("demo", "bump_counter", {})
+        yield* eventually(() => seen.length === 1, 5_000, "the first update")
+        const [pid] = pidsWithMarker(marker)
+        assert.isDefined(pid)
+        process.kill(pid!, "SIGKILL")
+        // Subscribed again on a new child: one update stands for whatever changed in between.
+        yield* eventually(() => seen.length === 2, 15_000, "the update for the gap")
+        const now = pidsWithMarker(marker)
+        assert.strictEqual(now.length, 1)
+        assert.notStrictEqual(now[0], pid)
+        // The new child's own updates arrive on the new subscription.
+        yield* m.callTool("demo", "bump_counter", {})
+        yield* eventually(() => seen.length === 3, 5_000, "a live update on the new session")
+        yield* Fiber.interrupt(following)
+        assert.deepStrictEqual(seen, [uri, uri, uri])
+      }).pipe(Effect.provide(layer)), 40_000)
+  }
+
+  it.live("resubscribe: false ends the stream with its session, as a bare SDK subscription does", () => {
+    const marker = uniqueMarker("no-resubscribe")
+    return Effect.gen(function*() {
+      const m = yield* McpClientManager
+      const demo = yield* McpSurface.accessOf(m, "demo", 10_000)
+      yield* McpSurface.readResource(demo, uri) // the session is up
+      const following = yield* Effect.forkChild(Stream.runCollect(McpSurface.subscribeResource(demo, uri, { resubscribe: false })))
+      yield* Effect.sleep(300)
+      process.kill(pidsWithMarker(marker)[0]!, "SIGKILL")
+      const updates = yield* Fiber.join(following).pipe(Effect.timeout("10 seconds"))
+      assert.strictEqual(updates.length, 0)
+    }).pipe(Effect.provide(McpClientManager.layerConfig({
+      mcpServers: { demo: { type: "stdio", ...demoStdio({ name: marker, surface: true }) } }
+    })))
+  }, 40_000)
 })
 
 describe("McpSurface list caching", () => {

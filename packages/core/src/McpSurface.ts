@@ -235,10 +235,51 @@ export const readResource = (
   run(access, "resources/read", (c) => c.readResource(uri, callOptions(access, options)))
 
 /**
+ * {@link subscribeResource}'s options: {@link SurfaceOptions}, and what happens when the session the
+ * subscription lives on closes.
+ *
+ * @since 0.3.0
+ * @category resources
+ */
+export interface SubscribeOptions extends SurfaceOptions {
+  /**
+   * When the session closes (the server crashed, was restarted, the HTTP session expired): subscribe again
+   * on a session the pool lends, waiting by this schedule before each attempt and between failed attempts
+   * (its state carries over, so repeated losses back off). Default: exponential from 100 ms, capped at 5 s,
+   * for as long as the stream is consumed. `false`: the stream ends with the session, as a bare SDK
+   * subscription does.
+   */
+  readonly resubscribe?: Schedule.Schedule<unknown, unknown> | false | undefined
+}
+
+/** {@link SubscribeOptions.resubscribe}'s default. */
+const defaultResubscribe: Schedule.Schedule<unknown, unknown> = Schedule.min([
+  Schedule.exponential("100 millis"),
+  Schedule.spaced("5 seconds")
+])
+
+/**
  * The updates of one resource as a stream: a session is borrowed from the pool and the resource subscribed
  * (through the breaker, timed like any request) when the stream starts; when the stream ends (its consumer's
- * scope closes, or `Stream.take` has enough) the resource is unsubscribed and the session returned. The
- * stream ends by itself if the session closes.
+ * scope closes, or `Stream.take` has enough) the resource is unsubscribed and the session returned.
+ *
+ * A failure to subscribe at first fails the stream. If the session closes later, the resource is
+ * subscribed again on another session ({@link SubscribeOptions.resubscribe}); since updates sent in
+ * between are lost, the stream then emits one update for `uri` as soon as the new subscription holds, so
+ * a consumer that re-reads on every update misses nothing.
+ *
+ * @example
+ * ```ts
+ * import { McpSurface } from "@keel/core"
+ * import { Effect, Stream } from "effect"
+ *
+ * // Re-read the counter on every change, across server restarts.
+ * const follow = (docs: McpSurface.ServerAccess) =>
+ *   McpSurface.subscribeResource(docs, "demo://counter").pipe(
+ *     Stream.mapEffect(({ uri }) => McpSurface.readResource(docs, uri)),
+ *     Stream.runForEach((r) => Effect.log(r.contents))
+ *   )
+ * ```
  *
  * @since 0.3.0
  * @category resources
@@ -246,17 +287,25 @@ export const readResource = (
 export const subscribeResource = (
   access: ServerAccess,
   uri: string,
-  options?: SurfaceOptions
-): Stream.Stream<ResourceUpdatedNotificationParams, SurfaceError> =>
-  Stream.unwrap(
-    Effect.gen(function*() {
-      const c = yield* access.pool.get(access.server)
-      yield* watch(access, c)
-      return yield* access.breaker.execute(c.subscribeResource(uri, callOptions(access, options))).pipe(
-        McpMetrics.track({ server: access.server, transport: access.transport, method: "resources/subscribe" })
-      )
-    })
-  )
+  options?: SubscribeOptions
+): Stream.Stream<ResourceUpdatedNotificationParams, SurfaceError> => {
+  const subscribed = (again: boolean) =>
+    Stream.unwrap(
+      Effect.gen(function*() {
+        const c = yield* access.pool.get(access.server)
+        yield* watch(access, c)
+        const updates = yield* access.breaker.execute(c.subscribeResource(uri, callOptions(access, options))).pipe(
+          McpMetrics.track({ server: access.server, transport: access.transport, method: "resources/subscribe" })
+        )
+        return again ? Stream.prepend(updates, [{ uri }]) : updates
+      })
+    )
+  const schedule = options?.resubscribe ?? defaultResubscribe
+  if (schedule === false) return subscribed(false)
+  // Each later subscription's own failures are retried, and a subscription that ends (its session closed)
+  // is made again, both waiting by the schedule.
+  return Stream.concat(subscribed(false), subscribed(true).pipe(Stream.retry(schedule), Stream.repeat(schedule)))
+}
 
 /** `prompts/list`, every page. @since 0.3.0 @category prompts */
 export const listPrompts = (
