@@ -61,6 +61,14 @@ const recordedCalls = (tool: string) =>
 
 const isolated = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.provideService(self, Metric.MetricRegistry, new Map())
 
+/** The manager after one warm call (the tool list cached, a session open), its breaker and the breaker's stats then. */
+const warmed = Effect.gen(function*() {
+  const m = yield* McpClientManager
+  yield* m.callTool("demo", "add", { a: 0, b: 0 })
+  const breaker = yield* m.breaker("demo")
+  return { m, breaker, before: yield* breaker.stats }
+})
+
 describe("McpClientManager fused step", () => {
   it.live("sequential and concurrent calls: leases all returned, breaker and metrics count each call once", () =>
     isolated(
@@ -95,10 +103,7 @@ describe("McpClientManager fused step", () => {
   it.live("failures: a tool error and a protocol error are counted by the breaker and metrics, lastError set, lease returned", () =>
     isolated(
       Effect.gen(function*() {
-        const m = yield* McpClientManager
-        yield* m.callTool("demo", "add", { a: 0, b: 0 })
-        const breaker = yield* m.breaker("demo")
-        const before = yield* breaker.stats
+        const { before, breaker, m } = yield* warmed
         const toolError = yield* Effect.exit(m.callTool("demo", "fail", { kind: "isError" }))
         const protocolError = yield* Effect.exit(m.callTool("demo", "fail", { kind: "protocol", code: -32000 }))
         assert.isTrue(Exit.isFailure(toolError))
@@ -141,10 +146,7 @@ describe("McpClientManager fused step", () => {
   it.live("a session closing under 8 fused calls is one breaker failure; the read-only calls are retried on a new session", () =>
     isolated(
       Effect.gen(function*() {
-        const m = yield* McpClientManager
-        yield* m.callTool("demo", "add", { a: 0, b: 0 })
-        const breaker = yield* m.breaker("demo")
-        const before = yield* breaker.stats
+        const { before, breaker, m } = yield* warmed
         const leasesBefore = syncLeases
         const calls = yield* Effect.forkChild(
           Effect.all(Array.from({ length: 8 }, () => m.callTool("demo", "slow", { ms: 800 })), { concurrency: "unbounded" })
