@@ -80,7 +80,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Semaphore from "effect/Semaphore"
-import * as KeyValueStore from "effect/persistence/KeyValueStore"
+import type * as KeyValueStore from "effect/persistence/KeyValueStore"
 import { markUncounted } from "./CircuitBreaker.ts"
 import { AuthorizationRequiredError, McpAuthError } from "./McpError.ts"
 
@@ -340,19 +340,21 @@ export class TokenStore extends Context.Service<TokenStore, TokenStoreShape>()("
   static readonly layerKeyValueStore = (prefix = "keel/auth/"): Layer.Layer<TokenStore, never, KeyValueStore.KeyValueStore> =>
     Layer.effect(
       TokenStore,
-      Effect.map(Effect.service(KeyValueStore.KeyValueStore), (kv): TokenStoreShape => {
-        const wrap = (what: string) => (e: unknown) =>
-          new TokenStoreError({ message: `token store (KeyValueStore): could not ${what}: ${(e as { _tag?: string })._tag ?? "error"}` })
-        return {
-          get: (server) =>
-            kv.get(prefix + server).pipe(
-              Effect.map((s) => (s === undefined ? undefined : JSON.parse(s) as StoredAuth)),
-              Effect.mapError(wrap("read"))
-            ),
-          set: (server, value) => Effect.mapError(kv.set(prefix + server, JSON.stringify(value)), wrap("write")),
-          remove: (server) => Effect.mapError(kv.remove(prefix + server), wrap("remove"))
-        }
-      })
+      // Effect's KeyValueStore is loaded when this layer is built, not when `@keel/core` is imported.
+      Effect.flatMap(Effect.promise(() => import("effect/persistence/KeyValueStore")), (KeyValueStore) =>
+        Effect.map(Effect.service(KeyValueStore.KeyValueStore), (kv): TokenStoreShape => {
+          const wrap = (what: string) => (e: unknown) =>
+            new TokenStoreError({ message: `token store (KeyValueStore): could not ${what}: ${(e as { _tag?: string })._tag ?? "error"}` })
+          return {
+            get: (server) =>
+              kv.get(prefix + server).pipe(
+                Effect.map((s) => (s === undefined ? undefined : JSON.parse(s) as StoredAuth)),
+                Effect.mapError(wrap("read"))
+              ),
+            set: (server, value) => Effect.mapError(kv.set(prefix + server, JSON.stringify(value)), wrap("write")),
+            remove: (server) => Effect.mapError(kv.remove(prefix + server), wrap("remove"))
+          }
+        }))
     )
 }
 

@@ -22,6 +22,10 @@
  * `keel_rate_limit_decisions_total{server, decision=allowed|waited|rejected, store=redis|local}` counts
  * every decision, `keel_bulkhead_timeouts_total{server}` every call that found no slot in time.
  *
+ * `McpClientManager` imports this module for the service's tag; Effect's rate limiter, Redis service and
+ * {@link SharedRedis} are loaded when the service is built, so `import "@keel/core"` does not load them
+ * (`bench/import.bench.ts`).
+ *
  * @since 0.3.0
  */
 import * as Clock from "effect/Clock"
@@ -35,10 +39,10 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
-import * as RateLimiter from "effect/persistence/RateLimiter"
-import * as Redis from "effect/persistence/Redis"
+import type * as RateLimiter from "effect/persistence/RateLimiter"
+import type * as Redis from "effect/persistence/Redis"
 import type { RateLimitConfig, ServerLimitsConfig } from "./ScaleOutConfig.ts"
-import { SharedRedis, type SharedRedisShape } from "./SharedRedis.ts"
+import type { SharedRedisShape } from "./SharedRedis.ts"
 
 /**
  * A call was over its server's rate limit (`keel.rateLimit`). `retryAfter` is when a token is next free.
@@ -147,13 +151,17 @@ export const make = (
   shared: SharedRedisShape | undefined
 ): Effect.Effect<ServerLimitsShape, never, Scope.Scope> =>
   Effect.gen(function*() {
+    // Loaded here, not at import: a program that sets no limits (McpClientManager only looks this service
+    // up) never loads Effect's rate limiter, its stores or Redis.
+    const RateLimiter = yield* Effect.promise(() => import("effect/persistence/RateLimiter"))
     const local = yield* RateLimiter.make.pipe(Effect.provide(RateLimiter.layerStoreMemory))
+    const Redis = shared === undefined ? undefined : yield* Effect.promise(() => import("effect/persistence/Redis"))
     let remote: { readonly redis: Redis.Redis["Service"]; readonly limiter: RateLimiter.RateLimiter } | undefined
     const remoteLimiter = (r: Redis.Redis["Service"]): Effect.Effect<RateLimiter.RateLimiter> => {
       if (remote !== undefined && remote.redis === r) return Effect.succeed(remote.limiter)
       return RateLimiter.makeStoreRedis({ prefix: `${shared!.prefix}ratelimit:` }).pipe(
         Effect.flatMap((store) => RateLimiter.make.pipe(Effect.provideService(RateLimiter.RateLimiterStore, store))),
-        Effect.provideService(Redis.Redis, r),
+        Effect.provideService(Redis!.Redis, r),
         Effect.tap((limiter) => Effect.sync(() => {
           remote = { redis: r, limiter }
         }))
@@ -270,6 +278,9 @@ export class ServerLimits extends Context.Service<ServerLimits, ServerLimitsShap
   static readonly layer = (servers: ReadonlyMap<string, ServerLimitsConfig>): Layer.Layer<ServerLimits> =>
     Layer.effect(
       ServerLimits,
-      Effect.flatMap(Effect.serviceOption(SharedRedis), (shared) => make(servers, Option.getOrUndefined(shared)))
+      Effect.flatMap(
+        Effect.promise(() => import("./SharedRedis.ts")),
+        ({ SharedRedis }) => Effect.flatMap(Effect.serviceOption(SharedRedis), (shared) => make(servers, Option.getOrUndefined(shared)))
+      )
     )
 }
