@@ -12,6 +12,7 @@ import * as ConnectionPool from "./ConnectionPool.ts"
 import { McpClient } from "./McpClient.ts"
 import { McpClientManager } from "./McpClientManager.ts"
 import { McpConfig } from "./McpConfig.ts"
+import { isCallerRefusal, type McpProtocolError } from "./McpError.ts"
 import * as McpMetrics from "./McpMetrics.ts"
 import * as SessionHooks from "./SessionHooks.ts"
 
@@ -51,6 +52,13 @@ const inProcess = (pool: Record<string, unknown> = {}) => {
     Layer.provide(McpConfig.layerConfig({ mcpServers: { demo: { command: "in-process", keel: { pool } } } }))
   )
 }
+
+/** Requests recorded in `mcp.client.operation.duration` for `method` (any tool). */
+const recordedRequests = (method: string) =>
+  Effect.map(Metric.snapshot, (snapshot) =>
+    snapshot
+      .filter((s) => s.id === McpMetrics.Names.operationDuration && s.type === "Histogram" && s.attributes?.["mcp.method.name"] === method)
+      .reduce((n, s) => n + (s.state as Metric.HistogramState).count, 0))
 
 /** Calls recorded in `mcp.client.operation.duration` for `tools/call` of `tool`. */
 const recordedCalls = (tool: string) =>
@@ -162,6 +170,36 @@ describe("McpClientManager fused step", () => {
         assert.strictEqual(after.state, "Closed")
         assert.strictEqual((yield* m.pool.stats("demo")).leases, 0)
       }).pipe(Effect.provide(inProcess({ maxRequestsPerConnection: 32 })))
+    ))
+
+  it.live("resources and prompts take the same step: leases returned, breaker and metrics count each request once", () =>
+    isolated(
+      Effect.gen(function*() {
+        const { before, breaker, m } = yield* warmed
+        const leasesBefore = syncLeases
+        for (let i = 0; i < 5; i++) {
+          const read = yield* m.readResource("demo", "demo://readme")
+          assert.isAbove(read.contents.length, 0)
+          const prompt = yield* m.getPrompt("demo", "greet", { name: "Ada" })
+          assert.isAbove(prompt.messages.length, 0)
+        }
+        yield* Effect.all(Array.from({ length: 8 }, () => m.readResource("demo", "demo://counter")), { concurrency: "unbounded" })
+        // A missing resource fails on the same step: the server refused what the caller asked (not counted).
+        const missing = yield* Effect.flip(m.readResource("demo", "demo://nope"))
+        assert.strictEqual(missing._tag, "McpProtocolError")
+        assert.isTrue(isCallerRefusal(missing as McpProtocolError))
+        // Every request above was lent its session by the fused step (prompts/get checks its arguments against
+        // the cached prompts/list, fetched once through the same step).
+        assert.strictEqual(syncLeases - leasesBefore, 5 + 5 + 8 + 1 + 1)
+        assert.strictEqual((yield* m.pool.stats("demo")).leases, 0)
+        assert.strictEqual(yield* recordedRequests("resources/read"), 14)
+        assert.strictEqual(yield* recordedRequests("prompts/get"), 5)
+        const after = yield* breaker.stats
+        assert.strictEqual(after.totalCalls - before.totalCalls, 5 + 5 + 8 + 1 + 1)
+        assert.strictEqual(after.failedCalls - before.failedCalls, 0)
+        assert.strictEqual(after.ignoredCalls - before.ignoredCalls, 1)
+        assert.isUndefined((yield* m.status("demo")).lastError)
+      }).pipe(Effect.provide(inProcess()))
     ))
 
   it.live("an interrupted call returns its lease and is recorded once as cancelled", () =>

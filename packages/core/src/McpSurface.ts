@@ -28,7 +28,10 @@ import type {
   ResourceTemplateType as ResourceTemplate,
   ResourceUpdatedNotificationParams
 } from "@modelcontextprotocol/client"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -178,6 +181,9 @@ const isRetryable = (e: { readonly _tag: string }): boolean => e._tag === "McpCo
  * {@link RETRIES} times, each attempt asking the breaker again); a retry the breaker rejects gives back the
  * first error.
  *
+ * The common case (a closed breaker, a warm session free now) takes one fused step, as `McpClientManager`'s
+ * `callTool` does ({@link FusedRequest}); the outcomes, counts and metrics are the same either way.
+ *
  * @since 0.3.0
  * @category requests
  */
@@ -190,15 +196,86 @@ export const run = <A, E extends { readonly _tag: string }>(
     A,
     E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError
   >
-  const attempt = Effect.catch(once, (first) =>
-    isRetryable(first)
-      ? Effect.retry(once, { schedule: retrySchedule, times: RETRIES - 1, while: isRetryable }).pipe(
-        Effect.catchTag("CircuitOpenError" as never, () => Effect.fail(first))
-      ) as typeof once
-      : Effect.fail(first))
+  if (access.breaker.tryAcquireUnsafe !== undefined && access.pool.tryLeaseUnsafe !== undefined) {
+    // Decided when the effect runs, each time it runs (its own permit, lease and timer).
+    return Effect.suspend(() => new FusedRequest(access, method, f, once).effect)
+  }
+  const attempt = Effect.catch(once, (first) => retryAfter(once, first))
   return (access.noteError !== undefined ? Effect.tapCause(attempt, access.noteError) : attempt).pipe(
     McpMetrics.track({ server: access.server, transport: access.transport, method })
   )
+}
+
+/** After a failed attempt: the retries of {@link run}, or the failure itself. */
+const retryAfter = <A, E extends { readonly _tag: string }>(once: Effect.Effect<A, E>, first: E): Effect.Effect<A, E> =>
+  isRetryable(first)
+    ? Effect.retry(once, { schedule: retrySchedule, times: RETRIES - 1, while: isRetryable }).pipe(
+      Effect.catchTag("CircuitOpenError" as never, () => Effect.fail(first))
+    ) as Effect.Effect<A, E>
+    : Effect.fail(first)
+
+/**
+ * {@link run}'s common case in one step: the closed breaker's permit (`tryAcquireUnsafe`) and a warm
+ * session (`ConnectionPool.tryLeaseUnsafe`) taken as plain calls and the metrics timer started
+ * (`McpMetrics.startUnsafe`) in one `Effect.withFiber`, with two finalizers (the session back and the
+ * outcome to the breaker; the metrics and `lastError`) instead of `breaker.execute` → `pool.use` →
+ * `McpMetrics.track`. When no permit or no session is to be had at once, the attempt is the general one
+ * (which waits). A failed attempt is retried as in {@link run}; the metrics cover every attempt.
+ */
+class FusedRequest<A, E extends { readonly _tag: string }> {
+  readonly access: ServerAccess
+  readonly method: string
+  readonly f: (c: McpConnection) => Effect.Effect<A, E>
+  readonly once: Effect.Effect<A, E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError>
+  lease: ConnectionPool.SyncLease | undefined = undefined
+  generation = 0
+  /** `Clock` ms when the permit was taken (the breaker's call duration). */
+  start = 0
+  timer: McpMetrics.OperationTimer | undefined = undefined
+  readonly effect: Effect.Effect<A, E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError>
+
+  constructor(
+    access: ServerAccess,
+    method: string,
+    f: (c: McpConnection) => Effect.Effect<A, E>,
+    once: Effect.Effect<A, E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError>
+  ) {
+    this.access = access
+    this.method = method
+    this.f = f
+    this.once = once
+    // Each finalizer is installed before the step that needs it runs.
+    const attempt = Effect.onExitPrimitive(Effect.withFiber((fiber) => this.step(fiber)), (exit) => this.endAttempt(exit))
+    this.effect = Effect.onExitPrimitive(Effect.catch(attempt, (first) => retryAfter(once, first)), (exit) => this.endCall(exit))
+  }
+
+  step(fiber: Fiber.Fiber<unknown, unknown>): Effect.Effect<A, E | CircuitBreaker.CircuitOpenError | ConnectionPool.PoolError> {
+    const { access } = this
+    this.timer = McpMetrics.startUnsafe({ server: access.server, transport: access.transport, method: this.method }, fiber.context)
+    const generation = access.breaker.tryAcquireUnsafe!()
+    const lease = generation === undefined ? undefined : access.pool.tryLeaseUnsafe!(access.server)
+    if (lease === undefined) return this.once
+    this.lease = lease
+    this.generation = generation!
+    this.start = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+    return Effect.andThen(watch(access, lease.connection), this.f(lease.connection))
+  }
+
+  /** The session back to the pool, the outcome to the breaker (what `pool.use` and `breaker.execute` do). */
+  endAttempt(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> | undefined {
+    const lease = this.lease
+    if (lease === undefined) return undefined
+    this.lease = undefined
+    const released = lease.release()
+    const recorded = this.access.breaker.recordUnsafe!(this.generation, this.start, exit)
+    return released === undefined ? recorded : recorded === undefined ? released : Effect.andThen(released, recorded)
+  }
+
+  /** The metrics of the whole request, every attempt included, and `lastError`. */
+  endCall(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> | undefined {
+    if (this.timer !== undefined) McpMetrics.finishUnsafe(this.timer, exit)
+    return exit._tag === "Failure" && this.access.noteError !== undefined ? this.access.noteError(exit.cause) : undefined
+  }
 }
 
 /** `resources/list`, every page. @since 0.3.0 @category resources */
