@@ -109,6 +109,42 @@ for (let r = 0; r < ROUNDS; r++) {
   await managerLoop(base.rt, "add", add, mgr, PER_ROUND)
   await managerLoop(base.rt, "add", add, general, PER_ROUND, true)
 }
+// 1c. `resources/read` the same way: the raw SDK client vs the manager (McpSurface's fused step).
+const readRaw = newSample()
+const readManager = newSample()
+const readLoop = async (into: Sample, n: number, viaManager: boolean) => {
+  if (viaManager) {
+    return base.rt.runPromise(McpClientManager.use((m) =>
+      Effect.gen(function*() {
+        const c0 = process.cpuUsage()
+        for (let i = 0; i < n; i++) {
+          const t = performance.now()
+          yield* m.readResource("demo", "demo://readme")
+          into.wall.push((performance.now() - t) * 1000)
+        }
+        const c = process.cpuUsage(c0)
+        into.cpu += c.user + c.system
+        into.n += n
+      })
+    ))
+  }
+  const c0 = process.cpuUsage()
+  for (let i = 0; i < n; i++) {
+    const t = performance.now()
+    await base.raw.readResource({ uri: "demo://readme" }, { cacheMode: "bypass" }) // as Keel reads: no SDK response cache
+    into.wall.push((performance.now() - t) * 1000)
+  }
+  const c = process.cpuUsage(c0)
+  into.cpu += c.user + c.system
+  into.n += n
+}
+await readLoop(newSample(), 2_000, false)
+await readLoop(newSample(), 2_000, true)
+for (let r = 0; r < ROUNDS; r++) {
+  await readLoop(readRaw, PER_ROUND, false)
+  await readLoop(readManager, PER_ROUND, true)
+}
+
 // 1a. Memory allocated per call (client and in-process server together; the difference between paths is
 // the client's): V8's sampling heap profiler, one sample per 128 bytes on average, objects collected by
 // minor and major GCs included.
@@ -216,6 +252,8 @@ const lines = [
   `| \`McpClientManager.callTool\` with a call option (the general path) | ${us(general.cpu / general.n)} | ${us(quantile(general.wall, 0.5))} | ${us(quantile(general.wall, 0.99))} |`,
   "",
   `Over the raw \`Client.callTool\`, Keel adds **${us(mgr.cpu / mgr.n - raw.cpu / raw.n)} CPU** per call on the fused step (median latency ${signed(quantile(mgr.wall, 0.5) - quantile(raw.wall, 0.5))}); the general path adds ${us(general.cpu / general.n - raw.cpu / raw.n)} (${signed(quantile(general.wall, 0.5) - quantile(raw.wall, 0.5))}). Target ≤ 2 µs: ${mgr.cpu / mgr.n - raw.cpu / raw.n <= 2 ? "✔" : "✘"}. Over the same SDK work Keel's session does (\`request\` with a result schema), Keel's own layers add ${us(mgr.cpu / mgr.n - rawRequest.cpu / rawRequest.n)} (fused) and ${us(general.cpu / general.n - rawRequest.cpu / rawRequest.n)} (general): that is what the Effect bridge, pool, breaker, cache, validation and metrics cost with a real SDK underneath.`,
+  "",
+  `\`resources/read\` of \`demo://readme\` the same way (McpSurface's fused step): raw SDK \`Client.readResource\` ${us(readRaw.cpu / readRaw.n)} CPU per call (median ${us(quantile(readRaw.wall, 0.5))}), \`McpClientManager.readResource\` ${us(readManager.cpu / readManager.n)} (median ${us(quantile(readManager.wall, 0.5))}): Keel adds ${signed(readManager.cpu / readManager.n - readRaw.cpu / readRaw.n)} CPU per call.`,
   "",
   `Memory allocated per call, client and in-process server together (V8's sampling heap profiler, one sample per 128 bytes, ${ALLOC_CALLS} calls each; garbage included): what the manager allocates beyond the SDK's own work is what the process's garbage collector, on its helper threads too, has to clear.`,
   "",
