@@ -82,6 +82,7 @@ import {
 } from "./McpError.ts"
 import { DEFAULT_MAX_ITEMS, DEFAULT_MAX_PAGES, ListLimitError, type ListMethod, ListKeys, walkPages } from "./McpLists.ts"
 import * as McpMetrics from "./McpMetrics.ts"
+import * as McpRequest from "./McpRequest.ts"
 import { callToolDirect, sendsDirect } from "./McpToolCall.ts"
 import * as McpTracing from "./McpTracing.ts"
 import { type HttpServerConfig, revealAll, type ServerConfig, type SseServerConfig } from "./ServerConfig.ts"
@@ -891,16 +892,13 @@ const make = (
     // Resources, prompts, completions (Keel's own page walk, capped; see McpLists)
     // -----------------------------------------------------------------------------------------------------
     const limits = { maxPages: settings.listMaxPages, maxItems: settings.listMaxItems }
-    const listAll = <R>(method: ListMethod, capability: boolean, callOptions: CallOptions | undefined) => {
+    const listAll = <R>(method: Exclude<ListMethod, "tools/list">, capability: boolean, callOptions: CallOptions | undefined) => {
       const key = ListKeys[method]
       if (!capability) return Effect.succeed({ [key]: [] } as R)
       return Effect.flatMap(
         request(method, callOptions, (o, meta) =>
           walkPages(key, (cursor) =>
-            client.request({
-              method,
-              params: withMeta(cursor !== undefined ? { cursor } : {}, meta)
-            }, o) as Promise<{ nextCursor?: string }>, limits)),
+            McpRequest.send<{ nextCursor?: string }>(client, method, withMeta(cursor !== undefined ? { cursor } : {}, meta), o), limits)),
         (walked): Effect.Effect<R, ListLimitError> =>
           walked._tag === "Done" ? Effect.succeed(walked.result as R) : Effect.fail(
             new ListLimitError({
@@ -927,10 +925,16 @@ const make = (
         listAll<ListResourceTemplatesResult>("resources/templates/list", caps.resources !== undefined, o),
       listPrompts: (o?: CallOptions) => listAll<ListPromptsResult>("prompts/list", caps.prompts !== undefined, o),
       readResource: (uri: string, o?: CallOptions) =>
-        request("resources/read", o, (opts, meta) => client.readResource(withMeta({ uri }, meta), { ...opts, cacheMode: "bypass" }), { uri }),
+        // Not the SDK's response cache (`Client.readResource`): Keel reads live.
+        request("resources/read", o, (opts, meta) => McpRequest.send<ReadResourceResult>(client, "resources/read", withMeta({ uri }, meta), opts), { uri }),
       getPrompt: (prompt: string, args?: Record<string, string>, o?: CallOptions) =>
         request("prompts/get", o, (opts, meta) =>
-          client.getPrompt(withMeta({ name: prompt, ...(args !== undefined ? { arguments: args } : {}) }, meta), opts), { prompt }),
+          McpRequest.send<GetPromptResult>(
+            client,
+            "prompts/get",
+            withMeta({ name: prompt, ...(args !== undefined ? { arguments: args } : {}) }, meta),
+            opts
+          ), { prompt }),
       complete: (
         ref: PromptReference | ResourceTemplateReference,
         argument: { readonly name: string; readonly value: string },
@@ -938,7 +942,9 @@ const make = (
         o?: CallOptions
       ) =>
         request("completion/complete", o, (opts, meta) =>
-          client.complete(
+          McpRequest.send<CompleteResult>(
+            client,
+            "completion/complete",
             withMeta({
               ref,
               argument: { name: argument.name, value: argument.value },
@@ -1004,7 +1010,7 @@ const make = (
       ping: (callOptions) =>
         protocolEra === "modern"
           ? Effect.asVoid(request("server/discover", callOptions, (o) => client.discover(o)))
-          : Effect.asVoid(request("ping", callOptions, (o) => client.ping(o))),
+          : Effect.asVoid(request("ping", callOptions, (o) => McpRequest.send(client, "ping", undefined, o))),
       notifications: Stream.fromPubSub(pubsub),
       toolListChanged: Stream.fromPubSub(pubsub).pipe(
         Stream.filter((n) => n.method === "notifications/tools/list_changed"),
