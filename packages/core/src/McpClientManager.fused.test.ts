@@ -202,6 +202,29 @@ describe("McpClientManager fused step", () => {
       }).pipe(Effect.provide(inProcess()))
     ))
 
+  it.live("a call with only a timeout takes the step too, and its own timeout holds there", () =>
+    isolated(
+      Effect.gen(function*() {
+        const { before, breaker, m } = yield* warmed
+        const leasesBefore = syncLeases
+        const ok = yield* m.callTool("demo", "add", { a: 2, b: 3 }, { timeout: "5 seconds" })
+        assert.strictEqual((ok.content[0] as { text: string }).text, "5")
+        const timedOut = yield* Effect.flip(m.callTool("demo", "slow", { ms: 2_000 }, { timeout: 100 }))
+        assert.strictEqual(timedOut._tag, "McpTimeoutError")
+        assert.strictEqual((timedOut as { timeoutMs?: unknown }).timeoutMs, 100)
+        assert.strictEqual(syncLeases - leasesBefore, 2)
+        // Other options, or an invalid timeout, take the general path (which reports the latter).
+        yield* m.callTool("demo", "add", { a: 1, b: 1 }, { timeout: "5 seconds", skipValidation: true })
+        const invalid = yield* Effect.flip(m.callTool("demo", "add", { a: 1, b: 1 }, { timeout: -5 }))
+        assert.strictEqual(invalid._tag, "McpConfigError")
+        assert.strictEqual(syncLeases - leasesBefore, 2)
+        assert.strictEqual((yield* m.pool.stats("demo")).leases, 0)
+        const after = yield* breaker.stats
+        assert.strictEqual(after.failedCalls - before.failedCalls, 1) // the timeout
+        assert.strictEqual(yield* recordedCalls("slow"), 1)
+      }).pipe(Effect.provide(inProcess()))
+    ))
+
   it.live("an interrupted call returns its lease and is recorded once as cancelled", () =>
     isolated(
       Effect.gen(function*() {

@@ -83,16 +83,17 @@
  *    and counted by the breaker first); the fault suite allows 250 ms past the deadline in all, for timers
  *    and the event loop of a loaded 2-core machine (`McpClientManager.faults.test.ts`).
  *
- * **The fused step.** The common call (no call options, the tool list cached and fresh, valid arguments,
- * a closed breaker, a warm session free now) runs the same order in one step: each service offers a small
- * synchronous entry point for it (`ToolCache.getUnsafe`, `Breaker.tryAcquireUnsafe` / `recordUnsafe`,
- * `ConnectionPool.tryLeaseUnsafe`, `McpMetrics.startUnsafe` / `finishUnsafe`), called as plain functions
- * in one `Effect.withFiber`, with two finalizers instead of the nested `uninterruptibleMask` / `onExit` of
- * `breaker.execute` and `pool.use`; the session sends with `McpConnection.callToolFused`, one
- * `Effect.callback` instead of `callTool`'s request wrapper (in-process, client and server together, it
- * allocates 2.2 KiB less per call; `bench/manager-inprocess.bench.ts` measures both paths). Anything else (any call option, a list to fetch, bad arguments, a
- * wait for a session, a breaker not closed, a retry after a failed attempt) takes the general path
- * described above; the results, counts and metrics are the same either way.
+ * **The fused step.** The common call (no call option but `timeout`, the tool list cached and fresh, valid
+ * arguments, a closed breaker, a warm session free now) runs the same order in one step: each service
+ * offers a small synchronous entry point for it (`ToolCache.getUnsafe`, `Breaker.tryAcquireUnsafe` /
+ * `recordUnsafe`, `ConnectionPool.tryLeaseUnsafe`, `McpMetrics.startUnsafe` / `finishUnsafe`), called as
+ * plain functions in one `Effect.withFiber`, with two finalizers instead of the nested
+ * `uninterruptibleMask` / `onExit` of `breaker.execute` and `pool.use`; the session sends with
+ * `McpConnection.callToolFused`, one `Effect.callback` instead of `callTool`'s request wrapper (in-process,
+ * client and server together, it allocates 2.2 KiB less per call; `bench/manager-inprocess.bench.ts`
+ * measures both paths). Anything else (any other call option, a list to fetch, bad arguments, a wait for a
+ * session, a breaker not closed, a retry after a failed attempt) takes the general path described above;
+ * the results, counts and metrics are the same either way.
  *
  * Timeouts are positive; "no timeout" is `Duration.infinity` (or `null` in a file), and anything beyond
  * Node's timer limit (2^31 - 1 ms, about 24.8 days) is clamped to it instead of firing after 1 ms.
@@ -1097,12 +1098,12 @@ const callTool = (
     const denied = ToolFilter.check(rt.toolFilter, server, toolName)
     if (denied !== undefined) return Effect.fail(denied)
   }
-  if (callOptions === undefined) {
+  if (callOptions === undefined || timeoutOnly(callOptions)) {
     // Decided when the effect runs (and each time it runs: an effect value may be run again, or twice at
     // once), so the list is fresh then and every run has its own lease, permit and timer.
     return Effect.suspend(() =>
-      fusedCall(state, rt, toolName, args) ??
-        Effect.flatMap(findTool(state, rt, toolName, undefined), (tool) => callKnownTool(state, rt, tool, args, undefined))
+      fusedCall(state, rt, toolName, args, callOptions) ??
+        Effect.flatMap(findTool(state, rt, toolName, undefined), (tool) => callKnownTool(state, rt, tool, args, callOptions))
     )
   }
   return Effect.flatMap(
@@ -1114,6 +1115,14 @@ const callTool = (
 // ---------------------------------------------------------------------------------------------------------
 // The fused step
 // ---------------------------------------------------------------------------------------------------------
+
+/** Whether the call options set nothing but `timeout` (the fused step takes those calls too). */
+const timeoutOnly = (o: ManagerCallOptions): boolean => {
+  for (const key in o) {
+    if (key !== "timeout" && (o as Record<string, unknown>)[key] !== undefined) return false
+  }
+  return true
+}
 
 /** Whether `args` pass what {@link validate} checks (shape and `inputSchema`), without building an error. */
 const argsValid = (state: ManagerState, tool: Tool, args: Record<string, unknown>): boolean => {
@@ -1128,7 +1137,7 @@ const argsValid = (state: ManagerState, tool: Tool, args: Record<string, unknown
 }
 
 /**
- * The common `callTool` in one step: no call options, the tool list cached and fresh (read with
+ * The common `callTool` in one step: no call options but `timeout`, the tool list cached and fresh (read with
  * `ToolCache.getUnsafe`, the tool found in the list's name index), valid arguments, and a default timeout
  * without reset-on-progress. Returns `undefined` otherwise (the general path then produces the error, the
  * fetch, or the wait). The step is one `Effect.withFiber` that takes the breaker's permit
@@ -1144,7 +1153,8 @@ const fusedCall = (
   state: ManagerState,
   rt: ServerRuntime,
   toolName: string,
-  args: Record<string, unknown>
+  args: Record<string, unknown>,
+  callOptions: ManagerCallOptions | undefined
 ): Effect.Effect<CallToolResult, CallToolError> | undefined => {
   const getUnsafe = state.cache.getUnsafe
   const breaker = rt.breaker
@@ -1154,7 +1164,7 @@ const fusedCall = (
   if (list === undefined || rt.toolCount !== list.tools.length) return undefined
   const tool = toolNamed(list, toolName)
   if (tool === undefined || !argsValid(state, tool, args)) return undefined
-  const t = defaultTimeout(rt, tool)
+  const t = callOptions === undefined ? defaultTimeout(rt, tool) : resolveTimeout(rt.entry.timeouts, tool.name, callOptions)
   if (t._tag === "InvalidTimeout" || t.resetOnProgress) return undefined
   return new FusedCall(state, rt, tool, args, t).effect
 }
