@@ -617,6 +617,20 @@ const isAlive = (pid: number): boolean => {
 // make
 // ---------------------------------------------------------------------------------------------------------
 
+/** The SDK's request options for one request: its signal and timeout, and the progress options asked for. */
+const requestOptions = (signal: AbortSignal, timeoutMs: number, callOptions: CallOptions | undefined): RequestOptions => {
+  if (callOptions === undefined || (callOptions.onProgress === undefined && callOptions.resetTimeoutOnProgress === undefined && callOptions.maxTotalTimeout === undefined)) {
+    return { signal, timeout: timeoutMs }
+  }
+  return {
+    signal,
+    timeout: timeoutMs,
+    ...(callOptions.onProgress !== undefined ? { onprogress: callOptions.onProgress } : {}),
+    ...(callOptions.resetTimeoutOnProgress !== undefined ? { resetTimeoutOnProgress: callOptions.resetTimeoutOnProgress } : {}),
+    ...(callOptions.maxTotalTimeout !== undefined ? { maxTotalTimeout: toMillis(callOptions.maxTotalTimeout, timeoutMs) } : {})
+  }
+}
+
 const toMillis = (d: Duration.Input | undefined, fallback: number): number =>
   d === undefined ? fallback : typeof d === "number" ? d : Duration.toMillis(Duration.fromInputUnsafe(d))
 
@@ -793,21 +807,15 @@ const make = (
     ): Effect.Effect<A, Exclude<McpError, McpToolError | McpConnectError>> => {
       const timeoutMs = toMillis(callOptions?.timeout, requestTimeoutMs)
       const mapError = (e: unknown) => requestError(method, timeoutMs, e)
+      // One `Effect.callback` (its signal aborts the request when the fiber is interrupted).
       const send = (meta: Record<string, string> | undefined) =>
-        Effect.tryPromise({
-          try: (signal) =>
-            run({
-              signal,
-              timeout: timeoutMs,
-              ...(callOptions?.onProgress !== undefined ? { onprogress: callOptions.onProgress } : {}),
-              ...(callOptions?.resetTimeoutOnProgress !== undefined
-                ? { resetTimeoutOnProgress: callOptions.resetTimeoutOnProgress }
-                : {}),
-              ...(callOptions?.maxTotalTimeout !== undefined
-                ? { maxTotalTimeout: toMillis(callOptions.maxTotalTimeout, timeoutMs) }
-                : {})
-            }, meta),
-          catch: mapError
+        Effect.callback<A, Exclude<McpError, McpToolError | McpConnectError>>((resume, signal) => {
+          const failed = (e: unknown) => resume(Effect.fail(mapError(e)))
+          try {
+            run(requestOptions(signal, timeoutMs, callOptions), meta).then((a) => resume(Effect.succeed(a)), failed)
+          } catch (e) {
+            failed(e)
+          }
         })
       // No tracer installed and tracing not forced (the default): two context reads, no span.
       return Effect.withFiber((fiber) => {
