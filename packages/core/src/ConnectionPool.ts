@@ -685,6 +685,32 @@ const idleIn = (g: Generation): number => {
   return n
 }
 
+/**
+ * The stats of a server the pool does not hold (nothing open, nothing counted): what
+ * `McpClientManager.status` reports for a server a third party sharing the pool removed.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const emptyStats = (server: string): PoolStats => ({
+  server,
+  total: 0,
+  active: 0,
+  idle: 0,
+  starting: 0,
+  pending: 0,
+  leases: 0,
+  maxConnections: 0,
+  acquired: 0,
+  released: 0,
+  created: 0,
+  destroyed: Object.fromEntries(DESTROY_REASONS.map((k) => [k, 0])) as Record<DestroyReason, number>,
+  timeouts: 0,
+  waits: 0,
+  connectFailures: 0,
+  suspectedLeaks: 0
+})
+
 const statsOf = (s: ServerState): PoolStats => {
   const c = counts(s)
   return {

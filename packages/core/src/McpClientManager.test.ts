@@ -52,6 +52,12 @@ describe("McpClientManager", () => {
       assert.strictEqual(status.breaker, "Closed")
       assert.isAtLeast(status.pool.total, 1)
       assert.strictEqual(status.tools, tools.length)
+      // A third party sharing the pool removes a server: its status says nothing is open (not a defect).
+      yield* m.pool.remove("everything")
+      const removed = yield* m.status("everything")
+      assert.isFalse(removed.connected)
+      assert.strictEqual(removed.pool.total, 0)
+      assert.strictEqual(removed.breaker, "Closed")
     }).pipe(Effect.provide(manager({
       mcpServers: { demo: demo(), everything: { command: process.execPath, args: [everything, "stdio"] } }
     }))))

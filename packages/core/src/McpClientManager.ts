@@ -1275,8 +1275,13 @@ class FusedCall {
 
 const statusOf = (state: ManagerState, rt: ServerRuntime): Effect.Effect<ServerStatus> =>
   Effect.gen(function*() {
-    // The manager added the server to the pool; only a third party sharing the pool could remove it.
-    const stats = yield* Effect.orDie(state.pool.stats(rt.entry.name))
+    // The manager added the server to the pool; a third party sharing the pool may have removed it since:
+    // then nothing is open (not a defect).
+    const stats = yield* Effect.catchTag(
+      state.pool.stats(rt.entry.name),
+      "UnknownServerError",
+      () => Effect.succeed(ConnectionPool.emptyStats(rt.entry.name))
+    )
     return {
       server: rt.entry.name,
       transport: rt.entry.config.type,
