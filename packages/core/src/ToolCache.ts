@@ -71,6 +71,7 @@
  * @since 0.1.0
  */
 import type { ListToolsResult } from "@modelcontextprotocol/client"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -291,6 +292,9 @@ export const make = (options: ToolCacheOptions = {}): Effect.Effect<ToolCacheSha
       }
     })
 
+    // The hit path reads this `Clock` (the one the cache was built with, as McpClientManager's fused step
+    // does) instead of looking it up in the fiber's context on every call: one `Effect.suspend` for a hit.
+    const clock = yield* Clock.Clock
     const get = <E, R>(
       server: string,
       fetch: Effect.Effect<ListToolsResult, E, R>,
@@ -298,8 +302,13 @@ export const make = (options: ToolCacheOptions = {}): Effect.Effect<ToolCacheSha
     ): Effect.Effect<ListToolsResult, E, R> => {
       const credential = options?.credential
       if (credential === undefined || credential === "") {
-        // Single-tenant: one slot per server, whatever the scope.
-        return cache.get(sharedKey(server), fetch)
+        // Single-tenant: one slot per server, whatever the scope. A fresh entry is served at once (and
+        // counted as a hit); anything else (a miss, a stale entry, a load to join) is `KeyedCache.get`'s.
+        const key = sharedKey(server)
+        return Effect.suspend(() => {
+          const fresh = cache.getUnsafe(key, clock.currentTimeMillisUnsafe())
+          return fresh !== undefined ? Effect.succeed(fresh) : cache.get(key, fetch)
+        })
       }
       return Effect.flatMap(cache.has(privateKey(server, credential)), (own) => {
         if (own) return cache.get(privateKey(server, credential), fetch)
