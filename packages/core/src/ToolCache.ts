@@ -27,6 +27,9 @@
  *   drops a server's entries and detaches an in-flight fetch, so a list fetched before the change is never
  *   stored after it. {@link ToolCacheShape.watch} wires a connection's `toolListChanged` stream to it for
  *   the life of a scope.
+ * - **Time** is Effect's `Clock`: a fresh single-tenant hit reads the `Clock` that was in context when the
+ *   cache was built (so a `TestClock` in the test that builds it drives it); everything else reads the
+ *   calling fiber's.
  * - **Stale-while-revalidate** (`staleWhileRevalidate`): serve the last good list while a refresh runs,
  *   or while the server is down.
  * - **Immutability.** Cached results are deep-frozen once per fetch, so a caller cannot mutate what other
