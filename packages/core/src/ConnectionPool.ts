@@ -178,7 +178,7 @@ export const Balance = Schema.Literals(["least-loaded", "fill-first"])
  * | -------------------------- | -------------- | ---------------------------------------------------------------- |
  * | `maxConnections`           | 10             | sessions per server, open or starting; live child processes never exceed it (seed `MaxOpenConns`) |
  * | `minIdle`                  | 0              | sessions kept open when idle (the `Pool`'s `min`)                 |
- * | `maxIdle`                  | none           | idle sessions kept on release; more are closed (seed `MaxIdleConns`) |
+ * | `maxIdle`                  | none           | idle sessions kept on release; more are closed, unless a borrower waits (seed `MaxIdleConns`) |
  * | `maxLifetime`              | 5 min          | a session's age limit; 0 = none (seed `ConnMaxLifetime`)          |
  * | `lifetimeJitter`           | 0.1            | up to this share of `maxLifetime` is taken off each session, at random |
  * | `idleTimeout`              | 2 min          | idle sessions above `minIdle` are closed after this; 0 = never (seed `ConnMaxIdleTime`) |
