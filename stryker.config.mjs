@@ -19,6 +19,7 @@ export default {
   mutate: [
     "packages/core/src/CircuitBreakerMachine.ts",
     "packages/core/src/EvictionPolicy.ts",
+    "packages/core/src/JsonArguments.ts",
     "packages/core/src/KeyedCache.ts",
     "packages/core/src/Timeouts.ts",
     // defaultClassifier, and hasListeners … execute/record (up to stats)

@@ -16,6 +16,7 @@ export const mutationTests = [
   "src/ToolCache.test.ts",
   "src/ConnectionPool.test.ts",
   "src/ConnectionPool.model.test.ts",
+  "src/JsonArguments.test.ts",
   // The manager's fused callTool step in-process (demo server over InMemoryTransport, no child process):
   // the only fast test that reaches ConnectionPool.tryLeaseUnsafe and the breaker's sync permit.
   "src/McpClientManager.fused.test.ts",

@@ -91,8 +91,15 @@ describe("JsonArguments", () => {
       assert.strictEqual(found?.[0], path)
       assert.match(found![1], problem)
     }
-    // Absent-like keys and objects with their own toJSON are sent as JSON sends them.
-    assert.isTrue(JsonArguments.serialisable({ a: undefined, d: new Date(0) }))
+    // As JSON sends them: absent-like keys; an object with its own `toJSON` (whatever else it holds); only
+    // own enumerable keys (an inherited BigInt is not sent).
+    const inherited = Object.create({ bad: 1n }) as Record<string, unknown>
+    inherited.a = 1
+    for (const v of [{ a: undefined, d: new Date(0) }, { d: { toJSON: () => "x", bad: 1n } }, { nested: inherited }]) {
+      JSON.stringify(v)
+      assert.isTrue(JsonArguments.serialisable(v), JSON.stringify(v))
+      assert.isUndefined(JsonArguments.unserialisable(v))
+    }
   })
 
   it("serialisable and unserialisable agree on arbitrary values", () => {
