@@ -12,6 +12,11 @@ import { McpTimeoutError, McpToolError } from "./McpError.ts"
 describe("CircuitBreaker.defaultClassifier (mutation pins)", () => {
   const cases: ReadonlyArray<readonly [unknown, boolean, CB.Verdict]> = [
     [{ _tag: "McpProtocolError", code: -32602 }, true, "ignore"], // invalid params: the caller's mistake
+    // a result that broke its own outputSchema (McpToolCall marks it): the server's failure, whatever the code
+    [{ _tag: "McpProtocolError", code: -32602, data: { reason: "outputSchema" } }, false, "failure"],
+    [{ _tag: "McpProtocolError", code: -32600, data: { reason: "outputSchema" } }, false, "failure"],
+    [{ _tag: "McpProtocolError", code: -32602, data: { reason: "other" } }, false, "ignore"],
+    [{ _tag: "McpProtocolError", code: -32602, data: null }, false, "ignore"],
     [{ _tag: "McpProtocolError", code: -32601 }, true, "ignore"], // method not found
     [{ _tag: "McpProtocolError", code: -32603 }, false, "failure"], // internal error: the server's
     [{ _tag: "McpProtocolError" }, false, "failure"],
