@@ -78,15 +78,13 @@ const managerSamples: Array<number> = []
 const cpu = { bare: 0, bareAuto: 0, inner: 0, manager: 0 }
 // The main thread's own CPU too (`process.threadCpuUsage`): the process figure adds V8's helper threads
 // (parallel scavenges, concurrent marking and sweeping, background compilation).
-const mainCpu = { bare: 0, bareAuto: 0, inner: 0, manager: 0 }
-let lastMain = 0
 type Mark = { readonly proc: NodeJS.CpuUsage; readonly main: NodeJS.CpuUsage }
+type Spent = { readonly proc: number; readonly main: number }
 const cpuMark = (): Mark => ({ proc: process.cpuUsage(), main: process.threadCpuUsage() })
-const cpuSince = (c0: Mark) => {
+const cpuSince = (c0: Mark): Spent => {
   const c = process.cpuUsage(c0.proc)
   const m = process.threadCpuUsage(c0.main)
-  lastMain = m.user + m.system
-  return c.user + c.system
+  return { proc: c.user + c.system, main: m.user + m.system }
 }
 const sample = async (into: Array<number>, f: (i: number) => Promise<unknown>) => {
   const c0 = cpuMark()
@@ -120,7 +118,7 @@ for (let round = 0; round < WARM_ROUNDS; round++) {
 // Per round too: CPU per call of each contender's round, for the median round beside the mean.
 const perRound = { bare: [] as Array<number>, bareAuto: [] as Array<number>, inner: [] as Array<number>, manager: [] as Array<number> }
 const mainPerRound = { bare: [] as Array<number>, bareAuto: [] as Array<number>, inner: [] as Array<number>, manager: [] as Array<number> }
-const rounds: Record<keyof typeof cpu, () => Promise<number>> = {
+const rounds: Record<keyof typeof cpu, () => Promise<Spent>> = {
   bare: () => sample(bareSamples, (i) => bare.callTool({ name: "add", arguments: { a: i, b: 1 } })),
   bareAuto: () => sample(bareAutoSamples, (i) => bareAuto.callTool({ name: "add", arguments: { a: i, b: 1 } })),
   inner: () => sample(innerSamples, (i) => inner.callTool({ name: "add", arguments: { a: i, b: 1 } })),
@@ -134,10 +132,9 @@ for (let round = 0; round < ROUNDS; round++) {
   for (let j = 0; j < order.length; j++) {
     const k = order[(j + round) % order.length]!
     const spent = await rounds[k]()
-    cpu[k] += spent
-    mainCpu[k] += lastMain
-    perRound[k].push(spent / PER_ROUND)
-    mainPerRound[k].push(lastMain / PER_ROUND)
+    cpu[k] += spent.proc
+    perRound[k].push(spent.proc / PER_ROUND)
+    mainPerRound[k].push(spent.main / PER_ROUND)
   }
 }
 const medianRound = (k: keyof typeof perRound) => quantile(perRound[k], 0.5)
