@@ -351,6 +351,10 @@ const DESTROY_REASONS: ReadonlyArray<DestroyReason> = [
   "closed"
 ]
 
+/** A zero count for every {@link DestroyReason}. */
+const noneDestroyed = (): Record<DestroyReason, number> =>
+  Object.fromEntries(DESTROY_REASONS.map((k) => [k, 0])) as Record<DestroyReason, number>
+
 /**
  * The metrics every pool reports into, each with attribute `server` (read one series with
  * `Metric.value(Metric.withAttributes(metrics.connections, { server: "github", state: "idle" }))`):
@@ -704,7 +708,7 @@ export const emptyStats = (server: string): PoolStats => ({
   acquired: 0,
   released: 0,
   created: 0,
-  destroyed: Object.fromEntries(DESTROY_REASONS.map((k) => [k, 0])) as Record<DestroyReason, number>,
+  destroyed: noneDestroyed(),
   timeouts: 0,
   waits: 0,
   connectFailures: 0,
@@ -1323,7 +1327,7 @@ const newServerState = (name: string, r: Resolved): ServerState => ({
   starting: 0,
   acquired: 0,
   created: 0,
-  destroyed: Object.fromEntries(DESTROY_REASONS.map((k) => [k, 0])) as Record<DestroyReason, number>,
+  destroyed: noneDestroyed(),
   timeouts: 0,
   waits: 0,
   connectFailures: 0,

@@ -1249,9 +1249,7 @@ class FusedCall {
       const error = Cause.findErrorOption(exit.cause)
       if (error._tag === "Some") noteClosed(this.state, lease.connection, error.value)
     }
-    const released = lease.release()
-    const recorded = this.rt.breaker.recordUnsafe!(this.generation, this.start, exit)
-    return released === undefined ? recorded : recorded === undefined ? released : Effect.andThen(released, recorded)
+    return McpSurface.settleLease(lease, this.rt.breaker, this.generation, this.start, exit)
   }
 
   retry(error: CallToolError): Effect.Effect<CallToolResult, CallToolError> {

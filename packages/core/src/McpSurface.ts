@@ -215,6 +215,27 @@ const retryAfter = <A, E extends { readonly _tag: string }>(once: Effect.Effect<
     : Effect.fail(first)
 
 /**
+ * The end of an attempt that took its session with `ConnectionPool.tryLeaseUnsafe` and its permit with
+ * `Breaker.tryAcquireUnsafe`, as `pool.use` and `breaker.execute` end: the session back to the pool, the
+ * outcome to the breaker. `undefined` when both were done synchronously, else the effect that finishes
+ * them (waiters to wake, a transition to publish). `McpClientManager`'s fused `callTool` ends the same way.
+ *
+ * @since 0.3.0
+ * @category requests
+ */
+export const settleLease = (
+  lease: ConnectionPool.SyncLease,
+  breaker: CircuitBreaker.Breaker,
+  generation: number,
+  start: number,
+  exit: Exit.Exit<unknown, unknown>
+): Effect.Effect<void> | undefined => {
+  const released = lease.release()
+  const recorded = breaker.recordUnsafe!(generation, start, exit)
+  return released === undefined ? recorded : recorded === undefined ? released : Effect.andThen(released, recorded)
+}
+
+/**
  * {@link run}'s common case in one step: the closed breaker's permit (`tryAcquireUnsafe`) and a warm
  * session (`ConnectionPool.tryLeaseUnsafe`) taken as plain calls and the metrics timer started
  * (`McpMetrics.startUnsafe`) in one `Effect.withFiber`, with two finalizers (the session back and the
@@ -261,14 +282,12 @@ class FusedRequest<A, E extends { readonly _tag: string }> {
     return Effect.andThen(watch(access, lease.connection), this.f(lease.connection))
   }
 
-  /** The session back to the pool, the outcome to the breaker (what `pool.use` and `breaker.execute` do). */
+  /** The session back to the pool, the outcome to the breaker ({@link settleLease}). */
   endAttempt(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> | undefined {
     const lease = this.lease
     if (lease === undefined) return undefined
     this.lease = undefined
-    const released = lease.release()
-    const recorded = this.access.breaker.recordUnsafe!(this.generation, this.start, exit)
-    return released === undefined ? recorded : recorded === undefined ? released : Effect.andThen(released, recorded)
+    return settleLease(lease, this.access.breaker, this.generation, this.start, exit)
   }
 
   /** The metrics of the whole request, every attempt included, and `lastError`. */
